@@ -1,0 +1,30 @@
+"""VMB: the Video Model Benchmark."""
+from setuptools import find_packages, setup
+
+setup(
+    name="vmb",
+    version="0.1.0",
+    description="Video Model Benchmark: time-to-accuracy for video models (X3D-M, MViT-B) on Kinetics20",
+    python_requires=">=3.9",
+    packages=find_packages(include=["vmb", "vmb.*"]),
+    package_data={"vmb": ["bench/rules/*.yaml", "configs/**/*.yaml"]},
+    include_package_data=True,
+    install_requires=[
+        # torch 2.14.1 / torchvision 0.29.1 is the tested pair; pytorchvideo 0.1.5's model builders
+        # import with it. Older torch builds may lack torchvision operators, so keep the floor.
+        "torch>=2.14.1,<3",
+        "torchvision>=0.29.1",
+        "pytorchvideo==0.1.5",
+        "fvcore>=0.1.5.post20221221",
+        "iopath>=0.1.10",
+        "av>=12",
+        "simplejson>=3.19",
+        "tensorboard>=2.14",
+        "numpy>=1.24",
+        "mlperf-logging>=4.1",
+        "matplotlib>=3.7",
+        "tqdm>=4.66",
+        "PyYAML>=6.0",
+    ],
+    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.3"]},
+)

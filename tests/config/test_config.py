@@ -1,0 +1,221 @@
+"""Config loading: defaults <- YAML <- `KEY VALUE` overrides, type coercion, one-line errors, freezing, digests."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from vmb.bench import rules
+from vmb.config import config_digest, config_from_yaml_text, flat_items, get_defaults, load_config
+from vmb.errors import ConfigError, VMBError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIG_FILES = sorted(REPO_ROOT.glob("configs/**/*.yaml"))
+# Kinetics20 benchmark configs and their published targets (top-1 %).
+KINETICS_TARGETS = {"X3D_M.yaml": 20.11, "MVIT_B_16x4.yaml": 20.59}
+
+
+def write(tmp_path: pathlib.Path, text: str, name: str = "cfg.yaml") -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_and_validate():
+    cfg = load_config(None)
+    defaults = get_defaults()
+    assert flat_items(cfg) == flat_items(defaults)
+    assert cfg.MODEL.ARCH == "x3d"
+    assert cfg.SOLVER.BASE_LR == 0.1
+    assert isinstance(cfg.SOLVER.WEIGHT_DECAY, float)
+    assert cfg.TRAIN.BATCH_SIZE == 128
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = write(tmp_path, "SOLVER:\n  BASE_LR: 1\n  WEIGHT_DECAY: 5e-5\n  MAX_EPOCH: 7\nTRAIN:\n  BATCH_SIZE: 8\n")
+    cfg = load_config(path, ["TRAIN.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "2",
+                             "DATA.TRAIN_JITTER_SCALES", "[32,40]", "OUTPUT_DIR", str(tmp_path / "out"),
+                             "TRAIN.AUTO_RESUME", "False"])
+    # YAML int for a float key becomes a float; PyYAML's "5e-5" string becomes a float.
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    assert cfg.SOLVER.WEIGHT_DECAY == pytest.approx(5e-5) and isinstance(cfg.SOLVER.WEIGHT_DECAY, float)
+    assert cfg.SOLVER.MAX_EPOCH == 7
+    # Overrides win over the YAML and are typed like the defaults.
+    assert cfg.TRAIN.BATCH_SIZE == 16 and isinstance(cfg.TRAIN.BATCH_SIZE, int)
+    assert cfg.SOLVER.WARMUP_EPOCHS == 2.0 and isinstance(cfg.SOLVER.WARMUP_EPOCHS, float)
+    assert list(cfg.DATA.TRAIN_JITTER_SCALES) == [32, 40]
+    assert cfg.OUTPUT_DIR == str(tmp_path / "out")
+    assert cfg.TRAIN.AUTO_RESUME is False
+    # Untouched keys keep their defaults.
+    assert cfg.MODEL.NUM_CLASSES == get_defaults().MODEL.NUM_CLASSES
+
+
+def test_string_override_that_looks_like_a_number_stays_a_string(tmp_path):
+    # `OUTPUT_DIR 123` names a folder "123": a str key must take the command-line text as it is.
+    cfg = load_config(None, ["OUTPUT_DIR", "123", "BENCHMARK.NAME", "2024"])
+    assert cfg.OUTPUT_DIR == "123"
+    assert cfg.BENCHMARK.NAME == "2024"
+
+
+def test_unknown_key_suggests_nearest():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["SOLVER.BASE_RL", "0.1"])
+    message = str(info.value)
+    assert "SOLVER.BASE_RL" in message
+    assert "did you mean SOLVER.BASE_LR" in message
+    assert "\n" not in message
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path):
+    path = write(tmp_path, "TRAIN:\n  BATCH_SIZ: 8\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "TRAIN.BATCH_SIZ" in str(info.value)
+    assert "TRAIN.BATCH_SIZE" in str(info.value)
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["TRAIN.BATCH_SIZE", "abc"])
+    assert "TRAIN.BATCH_SIZE" in str(info.value)
+    assert "abc" in str(info.value)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("TRAIN.BATCH_SIZE", "4.5"),     # float for an int key
+    ("SYNTHETIC.ENABLE", "1"),       # int for a bool key
+    ("DATA.TRAIN_JITTER_SCALES", "32"),  # scalar for a list key
+    ("SOLVER.BASE_LR", "fast"),      # text for a float key
+])
+def test_wrong_types_rejected(key, value):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [key, value])
+
+
+def test_bad_choice_names_key_and_choices():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["MODEL.ARCH", "resnet"])
+    message = str(info.value)
+    assert "MODEL.ARCH" in message and "resnet" in message
+    assert "x3d" in message and "mvit" in message
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE"),
+    (["DATA_LOADER.NUM_WORKERS", "-1"], "DATA_LOADER.NUM_WORKERS"),
+    (["BENCHMARK.TARGET_TOP1", "101"], "BENCHMARK.TARGET_TOP1"),
+    (["DATA.TRAIN_JITTER_SCALES", "[40, 32]"], "DATA.TRAIN_JITTER_SCALES"),
+    (["MIXUP.ENABLE", "True"], "MIXUP.ENABLE"),
+    (["TRAIN.EVAL_PERIOD", "0"], "TRAIN.EVAL_PERIOD"),
+])
+def test_impossible_values_rejected(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "TRAIN:\n  BATCH_SIZE: 8\n  EVAL_PERIOD: [1\nSOLVER:\n  BASE_LR: 0.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:")
+    line = int(message[len(str(path)) + 1:].split(":", 1)[0])
+    assert 3 <= line <= 5
+    assert "\n" not in message
+
+
+def test_yaml_not_a_mapping(tmp_path):
+    path = write(tmp_path, "- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_empty_yaml_is_defaults(tmp_path):
+    assert flat_items(load_config(write(tmp_path, ""))) == flat_items(get_defaults())
+
+
+def test_odd_number_of_overrides():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["TRAIN.BATCH_SIZE", "8", "SOLVER.BASE_LR"])
+    assert "SOLVER.BASE_LR" in str(info.value)
+
+
+def test_config_is_frozen():
+    cfg = load_config(None)
+    with pytest.raises(AttributeError):
+        cfg.SOLVER.BASE_LR = 1.0
+    with pytest.raises(AttributeError):
+        cfg.NEW_KEY = 1
+    assert cfg.SOLVER.BASE_LR == 0.1
+
+
+def test_config_errors_are_vmb_errors():
+    assert issubclass(ConfigError, VMBError)
+
+
+def test_config_digest_stable_and_sensitive():
+    a = load_config(None, ["SOLVER.BASE_LR", "0.2"])
+    b = load_config(None, ["SOLVER.BASE_LR", "0.2"])
+    c = load_config(None, ["SOLVER.BASE_LR", "0.3"])
+    assert config_digest(a) == config_digest(b)
+    assert len(config_digest(a)) == 64
+    assert config_digest(a) != config_digest(c)
+    # The same value typed as int or float resolves to the same config.
+    assert config_digest(load_config(None, ["SOLVER.BASE_LR", "1"])) == \
+        config_digest(load_config(None, ["SOLVER.BASE_LR", "1.0"]))
+
+
+def test_fixed_digest_ignores_resource_keys():
+    base = load_config(None)
+    resources = load_config(None, ["DATA_LOADER.NUM_WORKERS", "0", "OUTPUT_DIR", "elsewhere", "RNG_SEED", "7",
+                                   "NUM_GPUS", "8", "TEST.BATCH_SIZE", "32"])
+    assert config_digest(base) != config_digest(resources)
+    assert config_digest(base, exclude=rules.RESOURCE_KEYS) == config_digest(resources, exclude=rules.RESOURCE_KEYS)
+    recipe = load_config(None, ["SOLVER.MAX_EPOCH", "10"])
+    assert config_digest(base, exclude=rules.RESOURCE_KEYS) != config_digest(recipe, exclude=rules.RESOURCE_KEYS)
+
+
+def test_resource_keys_exist():
+    flat = flat_items(get_defaults())
+    assert rules.RESOURCE_KEYS <= set(flat), sorted(rules.RESOURCE_KEYS - set(flat))
+
+
+def test_dumped_config_round_trips():
+    cfg = load_config(None, ["SOLVER.BASE_LR", "0.05", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"])
+    again = config_from_yaml_text(cfg.dump(), "config.yaml")
+    assert flat_items(again) == flat_items(cfg)
+    assert config_digest(again) == config_digest(cfg)
+
+
+def test_config_from_yaml_text_rejects_unknown_key():
+    with pytest.raises(ConfigError, match="run/config.yaml"):
+        config_from_yaml_text("NOT_A_KEY: 1\n", "run/config.yaml")
+
+
+def test_repo_has_configs():
+    assert (REPO_ROOT / "configs" / "smoke" / "X3D.yaml") in CONFIG_FILES
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_repo_config_loads(path):
+    cfg = load_config(path)
+    if path.name in KINETICS_TARGETS:
+        assert cfg.BENCHMARK.TARGET_TOP1 == pytest.approx(KINETICS_TARGETS[path.name])
+        assert cfg.MODEL.NUM_CLASSES == 20
+    if cfg.BENCHMARK.NAME:
+        assert cfg.BENCHMARK.NAME in rules.BENCHMARKS, cfg.BENCHMARK.NAME
+        assert rules.BENCHMARKS[cfg.BENCHMARK.NAME].config.resolve() == path.resolve()
+
+
+def test_benchmark_registry_configs_name_themselves():
+    for name, bench in rules.BENCHMARKS.items():
+        if bench.config.is_file():  # configs are being written in parallel; check those that exist
+            assert load_config(bench.config).BENCHMARK.NAME == name

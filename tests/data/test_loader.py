@@ -1,0 +1,137 @@
+"""Samplers and batch splitting: the global batch is the same for any process count; validation is exact."""
+from __future__ import annotations
+
+import pytest
+
+from vmb.config import load_config
+from vmb.data.loader import ShardSampler, TrainSampler, build_loaders, clip_spec_from_cfg, per_process_batch
+from vmb.errors import ConfigError
+
+
+def global_batches(num_samples, global_batch, world_size, seed, epoch):
+    """For each global step, the list of per-rank batches (lists of indices)."""
+    per_rank = []
+    local = global_batch // world_size
+    for rank in range(world_size):
+        sampler = TrainSampler(num_samples, global_batch, rank, world_size, seed)
+        sampler.set_epoch(epoch)
+        keys = list(sampler)
+        assert len(keys) == len(sampler)
+        assert all(e == epoch for e, _ in keys)
+        indices = [i for _, i in keys]
+        per_rank.append([indices[k:k + local] for k in range(0, len(indices), local)])
+    steps = len(per_rank[0])
+    assert all(len(batches) == steps for batches in per_rank)
+    return [[per_rank[r][s] for r in range(world_size)] for s in range(steps)]
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_union_of_rank_batches_is_the_global_batch(world_size):
+    num_samples, global_batch, seed = 37, 8, 5
+    for epoch in range(3):
+        single = global_batches(num_samples, global_batch, 1, seed, epoch)
+        multi = global_batches(num_samples, global_batch, world_size, seed, epoch)
+        assert len(single) == len(multi) == num_samples // global_batch
+        for one, many in zip(single, multi):
+            union = [i for batch in many for i in batch]
+            assert len(union) == global_batch
+            assert set(union) == set(one[0])
+
+
+def test_epoch_is_a_permutation_of_full_batches():
+    num_samples, global_batch = 37, 8
+    sampler = TrainSampler(num_samples, global_batch, 0, 1, seed=0)
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        indices = [i for _, i in sampler]
+        assert len(indices) == 32 == len(sampler)
+        assert len(set(indices)) == 32  # no repeats
+        assert set(indices) <= set(range(num_samples))
+
+
+def test_different_epochs_and_seeds_shuffle_differently():
+    sampler = TrainSampler(50, 10, 0, 1, seed=0)
+    orders = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        orders.append([i for _, i in sampler])
+    assert orders[0] != orders[1] != orders[2]
+    # Same (seed, epoch): same order, also from a new sampler.
+    again = TrainSampler(50, 10, 0, 1, seed=0)
+    again.set_epoch(1)
+    assert [i for _, i in again] == orders[1]
+    other_seed = TrainSampler(50, 10, 0, 1, seed=1)
+    other_seed.set_epoch(1)
+    assert [i for _, i in other_seed] != orders[1]
+
+
+def test_train_sampler_len_per_rank():
+    assert len(TrainSampler(37, 8, 1, 2, 0)) == 16
+    assert len(TrainSampler(16, 4, 0, 4, 0)) == 4
+
+
+def test_train_sampler_batch_larger_than_dataset():
+    with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE"):
+        TrainSampler(5, 8, 0, 1, 0)
+
+
+@pytest.mark.parametrize("num_samples", [1, 7, 10, 13])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_shard_sampler_covers_every_index_once(num_samples, world_size):
+    seen = []
+    for rank in range(world_size):
+        sampler = ShardSampler(num_samples, rank, world_size)
+        keys = list(sampler)
+        assert len(keys) == len(sampler)
+        assert all(epoch == 0 for epoch, _ in keys)
+        seen.extend(i for _, i in keys)
+    assert sorted(seen) == list(range(num_samples))  # no padding, no duplicates
+
+
+def test_shard_sizes_10_over_4():
+    assert [len(ShardSampler(10, r, 4)) for r in range(4)] == [3, 3, 2, 2]
+
+
+def test_per_process_batch():
+    assert per_process_batch(16, 4, "TRAIN.BATCH_SIZE") == 4
+    assert per_process_batch(16, 1, "TRAIN.BATCH_SIZE") == 16
+    with pytest.raises(ConfigError) as info:
+        per_process_batch(10, 4, "TRAIN.BATCH_SIZE")
+    assert "TRAIN.BATCH_SIZE" in str(info.value) and "10" in str(info.value)
+
+
+def tiny_cfg(data_dir, *extra):
+    return load_config(None, [
+        "DATA.PATH_TO_DATA_DIR", str(data_dir), "MODEL.NUM_CLASSES", "4", "DATA.NUM_FRAMES", "4",
+        "DATA.SAMPLING_RATE", "2", "DATA.TARGET_FPS", "10", "DATA.TRAIN_CROP_SIZE", "32",
+        "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "TRAIN.BATCH_SIZE", "4",
+        "TEST.BATCH_SIZE", "3", "DATA_LOADER.NUM_WORKERS", "0", *extra])
+
+
+def test_clip_spec_from_cfg(tiny_videos_dir):
+    spec = clip_spec_from_cfg(tiny_cfg(tiny_videos_dir))
+    assert (spec.num_frames, spec.sampling_rate, spec.target_fps) == (4, 2, 10)
+    assert spec.train_jitter_scales == (32, 40)
+    assert spec.rand_augment is None and spec.erase_prob == 0.0
+    aug = clip_spec_from_cfg(tiny_cfg(tiny_videos_dir, "AUG.ENABLE", "True", "AUG.RE_PROB", "0.25"))
+    assert aug.rand_augment == (4, 7) and aug.erase_prob == 0.25
+
+
+def test_build_loaders_two_ranks(tiny_videos_dir):
+    cfg = tiny_cfg(tiny_videos_dir)
+    val_total = 0
+    for rank in range(2):
+        train, val = build_loaders(cfg, rank, 2, pin_memory=False)
+        batches = list(train)
+        assert len(batches) == 16 // 4
+        clips, labels, failures = batches[0]
+        assert clips.shape == (2, 3, 4, 32, 32)  # global batch 4 split over 2 ranks
+        assert labels.shape == (2,) and int(failures.sum()) == 0
+        val_total += sum(len(labels) for _, labels, _ in val)
+    assert val_total == 7
+
+
+def test_build_loaders_uneven_batch(tiny_videos_dir):
+    cfg = tiny_cfg(tiny_videos_dir, "TRAIN.BATCH_SIZE", "6")
+    with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE"):
+        build_loaders(cfg, 0, 4, pin_memory=False)

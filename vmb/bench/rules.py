@@ -1,0 +1,52 @@
+"""The benchmark's rules in one declarative place: which benchmarks exist, their canonical configs and
+targets, and which config keys a submitter may change (resources only)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One time-to-target benchmark."""
+
+    name: str
+    model_class: str  # "cnn" or "transformer": the two halves of a suite's score
+    suite: str
+    config: Path  # canonical config; its BENCHMARK.TARGET_TOP1 is the target
+
+
+BENCHMARKS = {
+    b.name: b
+    for b in (
+        Benchmark("x3d_m", "cnn", "kinetics20", CONFIG_DIR / "X3D_M.yaml"),
+        Benchmark("mvit_b_16x4", "transformer", "kinetics20", CONFIG_DIR / "MVIT_B_16x4.yaml"),
+        Benchmark("smoke_x3d", "cnn", "smoke", CONFIG_DIR / "smoke" / "X3D.yaml"),
+        Benchmark("smoke_mvit", "transformer", "smoke", CONFIG_DIR / "smoke" / "MVIT.yaml"),
+    )
+}
+
+# Keys a submitter may change: where things run and are written, how data is fed, how often state is
+# saved or logged, the seed (it must differ between runs), and numerics (mixed precision, as MLPerf's
+# closed division allows). Everything else is fixed by the canonical config.
+RESOURCE_KEYS = frozenset({
+    "NUM_GPUS",
+    "NUM_SHARDS",
+    "RNG_SEED",
+    "OUTPUT_DIR",
+    "LOG_PERIOD",
+    "DATA.PATH_TO_DATA_DIR",
+    "DATA.PATH_PREFIX",
+    "DATA_LOADER.NUM_WORKERS",
+    "DATA_LOADER.PIN_MEMORY",
+    "DATA_LOADER.PREFETCH_FACTOR",
+    "TRAIN.CHECKPOINT_PERIOD",
+    "TRAIN.AUTO_RESUME",
+    "TRAIN.MIXED_PRECISION",
+    "TRAIN.AMP_DTYPE",
+    "TEST.BATCH_SIZE",
+    "TENSORBOARD.ENABLE",
+})

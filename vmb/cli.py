@@ -1,0 +1,87 @@
+"""Command-line entry points (tools/*.py are thin wrappers around these)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from vmb.errors import VMBError
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing line of an error; for an error re-raised from a DataLoader worker, the original
+    message rather than the worker's traceback."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def exit_on_error(fn: Callable[..., int | None]) -> Callable[..., int]:
+    """Run `fn`; a VMBError becomes `error: <one line>` on stderr and exit status 2."""
+
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            return fn(*args, **kwargs) or 0
+        except VMBError as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def _config_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg", dest="cfg_file", default="configs/smoke/X3D.yaml",
+                        help="YAML config (default: the smoke benchmark, configs/smoke/X3D.yaml)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. NUM_GPUS 4")
+    return parser
+
+
+def _train_process(cfg) -> None:
+    """Entry of each training process: a user error ends that process with one line, not a traceback."""
+    from vmb.engine.train import run
+
+    result: dict = {}
+    status = exit_on_error(lambda: result.update(run(cfg) or {}))()
+    if status:
+        sys.exit(status)
+    if result:
+        print(f"{result['benchmark'] or result['arch']}: {result['status']} in {result['time_to_target_s']:.1f} s "
+              f"(best top-1 {result['best_top1']:.2f}%, target {result['target_top1']:.2f}%, "
+              f"{result['epochs']:.2f} epochs); results in {cfg.OUTPUT_DIR}/result.json")
+
+
+@exit_on_error
+def run_net(argv: Sequence[str] | None = None) -> int:
+    """`tools/run_net.py`: train a config to its target, timed."""
+    from vmb.config import load_config
+    from vmb.engine import distributed
+
+    args = _config_parser("Train a video model to its target top-1 (timed).").parse_args(argv)
+    cfg = load_config(args.cfg_file, args.opts)
+    distributed.launch(distributed.processes_to_spawn(cfg.NUM_GPUS), _train_process, cfg)
+    return 0
+
+
+@exit_on_error
+def model_info(argv: Sequence[str] | None = None) -> int:
+    """`tools/model_info.py`: parameters and GFLOPs per view of a config's model."""
+    from vmb.config import load_config
+    from vmb.models.build import build_model
+    from vmb.models.info import count_parameters, gflops_per_view
+
+    args = _config_parser("Print a config's model parameters and GFLOPs per view.").parse_args(argv)
+    cfg = load_config(args.cfg_file, args.opts)
+    model = build_model(cfg)
+    frames = cfg.DATA.NUM_FRAMES
+    print(f"config          {args.cfg_file}")
+    print(f"arch            {cfg.MODEL.ARCH} ({cfg.MODEL.NUM_CLASSES} classes)")
+    print(f"parameters      {count_parameters(model) / 1e6:.3f} M")
+    for name, crop in (("train", cfg.DATA.TRAIN_CROP_SIZE), ("test", cfg.DATA.TEST_CROP_SIZE)):
+        print(f"GFLOPs/view     {gflops_per_view(model, frames, crop):.2f} ({name} view {frames}x{crop}x{crop})")
+    return 0

@@ -1,0 +1,30 @@
+"""Defaults for the run: resources, training loop, evaluation, logging and the benchmark target."""
+from fvcore.common.config import CfgNode
+
+
+def add_run_defaults(cfg: CfgNode) -> None:
+    # GPUs per machine; 0 (or no CUDA) trains on the CPU. Under torchrun the process count comes from torchrun.
+    cfg.NUM_GPUS = 1
+    cfg.NUM_SHARDS = 1  # machines; informational under torchrun, checked against WORLD_SIZE
+    cfg.RNG_SEED = 0
+    cfg.OUTPUT_DIR = "runs/default"
+    cfg.LOG_PERIOD = 10  # iterations between loss/lr readings (a host sync) for the log and TensorBoard
+
+    cfg.TRAIN = CfgNode()
+    cfg.TRAIN.BATCH_SIZE = 128  # global: split evenly over all processes
+    # Epochs between evaluations; fractions are allowed (0.25 = four evaluations per epoch).
+    cfg.TRAIN.EVAL_PERIOD = 1.0
+    cfg.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoints
+    cfg.TRAIN.AUTO_RESUME = True
+    cfg.TRAIN.MIXED_PRECISION = False  # autocast + GradScaler on CUDA; ignored on the CPU
+    cfg.TRAIN.AMP_DTYPE = "float16"  # "float16" or "bfloat16"
+
+    cfg.TEST = CfgNode()
+    cfg.TEST.BATCH_SIZE = 64  # global batch for validation
+
+    cfg.TENSORBOARD = CfgNode()
+    cfg.TENSORBOARD.ENABLE = True
+
+    cfg.BENCHMARK = CfgNode()
+    cfg.BENCHMARK.NAME = ""  # a key of vmb.bench.rules.BENCHMARKS, e.g. "x3d_m"
+    cfg.BENCHMARK.TARGET_TOP1 = 0.0  # percent

@@ -1,0 +1,197 @@
+"""Build the resolved config: defaults, then a YAML file, then `KEY VALUE` overrides; validate; freeze.
+
+Every mistake a user can make here (missing file, unknown key, wrong type, bad value) is reported as a
+one-line `ConfigError` naming the file or key, with the nearest valid key for a typo.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from fvcore.common.config import CfgNode
+
+from vmb.config.defaults_data import add_data_defaults
+from vmb.config.defaults_model import add_model_defaults
+from vmb.config.defaults_run import add_run_defaults
+from vmb.config.defaults_solver import add_solver_defaults
+from vmb.errors import ConfigError
+
+_CHOICES = {
+    "MODEL.ARCH": ("x3d", "mvit"),
+    "MODEL.LOSS_FUNC": ("cross_entropy", "soft_cross_entropy"),
+    "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
+    "SOLVER.LR_POLICY": ("cosine",),
+    "MVIT.MODE": ("conv", "max", "avg"),
+    "TRAIN.AMP_DTYPE": ("float16", "bfloat16"),
+}
+
+
+def get_defaults() -> CfgNode:
+    """A new, mutable config holding every key with its default value."""
+    cfg = CfgNode()
+    add_run_defaults(cfg)
+    add_data_defaults(cfg)
+    add_model_defaults(cfg)
+    add_solver_defaults(cfg)
+    return cfg
+
+
+def _flatten(node: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, full + "."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Return `value` converted to the type of `default`, or raise a one-line ConfigError."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads exponents without a dot ("5e-5") as strings
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, (list, tuple)):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    raise ConfigError(
+        f"{source}: {key} must be a {type(default).__name__} (default {default!r}), got {value!r}"
+    )
+
+
+def _set(cfg: CfgNode, flat_defaults: dict[str, Any], key: str, value: Any, source: str) -> None:
+    if key not in flat_defaults:
+        close = difflib.get_close_matches(key, flat_defaults.keys(), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]}?" if close else "; see vmb/config/defaults_*.py for valid keys"
+        raise ConfigError(f"{source}: unknown config key {key}{hint}")
+    node = cfg
+    *parents, leaf = key.split(".")
+    for name in parents:
+        node = node[name]
+    node[leaf] = _coerce(key, value, flat_defaults[key], source)
+
+
+def _parse_override(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass an existing YAML file to --cfg)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of KEY: value, got {type(data).__name__}")
+    return data
+
+
+def validate(cfg: CfgNode) -> None:
+    """Check values that have the right type but an impossible value."""
+    flat = _flatten(cfg)
+    for key, choices in _CHOICES.items():
+        if flat[key] not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {flat[key]!r}")
+    for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE",
+                "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "MODEL.NUM_CLASSES", "SOLVER.MAX_EPOCH",
+                "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD", "NUM_SHARDS"):
+        if flat[key] <= 0:
+            raise ConfigError(f"{key} must be positive; got {flat[key]}")
+    for key in ("NUM_GPUS", "DATA_LOADER.NUM_WORKERS", "SOLVER.WARMUP_EPOCHS", "DATA.NUM_RETRIES"):
+        if flat[key] < 0:
+            raise ConfigError(f"{key} must not be negative; got {flat[key]}")
+    if not 0 < cfg.TRAIN.EVAL_PERIOD:
+        raise ConfigError(f"TRAIN.EVAL_PERIOD must be positive (epochs); got {cfg.TRAIN.EVAL_PERIOD}")
+    if not 0.0 <= cfg.BENCHMARK.TARGET_TOP1 <= 100.0:
+        raise ConfigError(f"BENCHMARK.TARGET_TOP1 is a percentage in [0, 100]; got {cfg.BENCHMARK.TARGET_TOP1}")
+    scales = cfg.DATA.TRAIN_JITTER_SCALES
+    if len(scales) != 2 or not 0 < scales[0] <= scales[1]:
+        raise ConfigError(f"DATA.TRAIN_JITTER_SCALES must be [min, max] with 0 < min <= max; got {scales}")
+    if not cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE and scales[0] < cfg.DATA.TRAIN_CROP_SIZE:
+        raise ConfigError(f"DATA.TRAIN_JITTER_SCALES {scales} must not be below DATA.TRAIN_CROP_SIZE "
+                          f"{cfg.DATA.TRAIN_CROP_SIZE}")
+    if bool(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE) != bool(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE):
+        raise ConfigError("DATA.TRAIN_JITTER_SCALES_RELATIVE and DATA.TRAIN_JITTER_ASPECT_RELATIVE must be set together")
+    if len(cfg.DATA.MEAN) != 3 or len(cfg.DATA.STD) != 3:
+        raise ConfigError("DATA.MEAN and DATA.STD must have 3 values (RGB)")
+    if cfg.MIXUP.ENABLE and cfg.MODEL.LOSS_FUNC != "soft_cross_entropy":
+        raise ConfigError("MIXUP.ENABLE needs MODEL.LOSS_FUNC soft_cross_entropy (mixed labels are soft)")
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNode:
+    """Defaults <- YAML file <- `KEY VALUE` overrides, validated and frozen.
+
+    Args:
+        path: a YAML config file, or None for the defaults alone.
+        overrides: a flat list [KEY1, VALUE1, KEY2, VALUE2, ...] as typed on the command line.
+    """
+    cfg = get_defaults()
+    flat_defaults = _flatten(cfg)
+    if path is not None:
+        path = Path(path)
+        for key, value in _flatten(_read_yaml(path)).items():
+            _set(cfg, flat_defaults, key, value, str(path))
+    if len(overrides) % 2:
+        raise ConfigError(f"overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value")
+    for key, text in zip(overrides[0::2], overrides[1::2]):
+        _set(cfg, flat_defaults, key, _parse_override(text), "command line")
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def config_digest(cfg: CfgNode, exclude: frozenset[str] = frozenset()) -> str:
+    """sha256 of the resolved config's keys and values (sorted JSON), leaving out the keys in `exclude`."""
+    items = {k: v for k, v in _flatten(cfg).items() if k not in exclude}
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
+
+
+def flat_items(cfg: CfgNode) -> dict[str, Any]:
+    """The config as {"SECTION.KEY": value}."""
+    return _flatten(cfg)
+
+
+def config_from_yaml_text(text: str, source: str) -> CfgNode:
+    """A resolved config read back from a run folder (safe YAML only), frozen; unknown keys are errors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{source}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: not a config mapping")
+    cfg = get_defaults()
+    flat_defaults = _flatten(cfg)
+    for key, value in _flatten(data).items():
+        _set(cfg, flat_defaults, key, value, source)
+    cfg.freeze()
+    return cfg
+
+

@@ -1,0 +1,122 @@
+"""Kinetics-format video dataset: `{split}.csv` lists `relative/path.mp4 label_index`, one video per line.
+
+Each sample's randomness comes from a generator seeded by (seed, epoch, index), so a run's clips depend on
+neither the number of data-loader workers nor the number of processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vmb.data import transforms as T
+from vmb.data.video import decode_sampled
+from vmb.errors import DataError
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are sampled and augmented (see DATA.* and AUG.* in the config)."""
+
+    num_frames: int
+    sampling_rate: int
+    target_fps: float
+    train_jitter_scales: tuple[int, int]
+    train_crop_size: int
+    test_crop_size: int
+    rrc_scale: tuple[float, ...] = ()  # random-resized-crop area range; empty: scale jitter + crop
+    rrc_ratio: tuple[float, ...] = ()
+    random_flip: bool = True
+    rand_augment: tuple[int, int] | None = None  # (num_ops, magnitude)
+    erase_prob: float = 0.0
+
+
+def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
+    """Parse a Kinetics CSV into (relative path, label) pairs; a bad line stops with file:line."""
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: split file not found (DATA.PATH_TO_DATA_DIR must hold train.csv and val.csv)")
+    entries = []
+    with open(csv_path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise DataError(f"{csv_path}:{line_no}: expected 'path label', got {line.strip()!r}")
+            path, label_text = fields
+            try:
+                label = int(label_text)
+            except ValueError:
+                raise DataError(f"{csv_path}:{line_no}: label {label_text!r} is not an integer") from None
+            if not 0 <= label < num_classes:
+                raise DataError(
+                    f"{csv_path}:{line_no}: label {label} out of range [0, {num_classes}) (MODEL.NUM_CLASSES)")
+            entries.append((path, label))
+    if not entries:
+        raise DataError(f"{csv_path}: no videos listed (empty split)")
+    return entries
+
+
+class KineticsDataset(torch.utils.data.Dataset):
+    """Clips from a Kinetics-format split.
+
+    Indexed by (epoch, index) pairs (see `EpochIndexSampler`). A sample is
+    `(clip uint8 (C, T, H, W), label int, failed_decodes int)`. In training a video that fails to decode is
+    replaced by a random other one (up to `num_retries` in a row) and the failures are returned with the
+    sample, so the loop can count them exactly; in validation a failure raises `DataError`.
+    """
+
+    def __init__(self, data_dir: str | Path, split: str, num_classes: int, clip: ClipSpec, train: bool,
+                 seed: int = 0, num_retries: int = 10, path_prefix: str = "") -> None:
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise DataError(f"{data_dir}: data directory not found (set DATA.PATH_TO_DATA_DIR)")
+        csv_path = data_dir / f"{split}.csv"
+        root = Path(path_prefix) if path_prefix else data_dir
+        self.entries = [(root / path, label) for path, label in read_split_csv(csv_path, num_classes)]
+        missing = [str(path) for path, _ in self.entries if not path.is_file()]
+        if missing:
+            raise DataError(f"{csv_path}: {len(missing)} listed video(s) missing, first: {missing[0]}")
+        self.clip, self.train, self.seed, self.num_retries = clip, train, seed, num_retries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        epoch, index = key
+        rng = np.random.default_rng((self.seed, epoch, index)) if self.train else None
+        failures = 0
+        while True:
+            path, label = self.entries[index]
+            try:
+                return self._load(path, rng), label, failures
+            except DataError:
+                if not self.train:
+                    raise
+                failures += 1
+                if failures > self.num_retries:
+                    raise DataError(f"{path}: {failures} videos in a row failed to decode; check the dataset "
+                                    f"(DATA.NUM_RETRIES={self.num_retries})") from None
+                index = int(rng.integers(len(self.entries)))
+
+    def _load(self, path: Path, rng: np.random.Generator | None) -> torch.Tensor:
+        c = self.clip
+        if rng is None:
+            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, None, c.test_crop_size)
+            return T.center_crop(T.to_cthw(frames), c.test_crop_size)
+        if c.rrc_scale:
+            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, rng, None)
+            clip = T.random_resized_crop(T.to_cthw(frames), c.train_crop_size, c.rrc_scale, c.rrc_ratio, rng)
+        else:
+            short_side = int(rng.integers(c.train_jitter_scales[0], c.train_jitter_scales[1] + 1))
+            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, rng, short_side)
+            clip = T.random_crop(T.to_cthw(frames), c.train_crop_size, rng)
+        if c.random_flip:
+            clip = T.horizontal_flip(clip, rng)
+        if c.rand_augment is not None:
+            clip = T.rand_augment(clip, *c.rand_augment, rng)
+        if c.erase_prob > 0:
+            clip = T.random_erase(clip, c.erase_prob, rng)
+        return clip.contiguous()

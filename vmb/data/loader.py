@@ -1,0 +1,113 @@
+"""Data loaders: per-process shards of the global batch, and an exact (unpadded) validation split."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from vmb.data.kinetics import ClipSpec, KineticsDataset
+from vmb.errors import ConfigError
+
+
+class TrainSampler(Sampler):
+    """Shuffled (epoch, index) keys for one process.
+
+    The permutation depends only on (seed, epoch); process `rank` takes every `world_size`-th entry, so the
+    union of all processes' i-th batches is the same global batch for any process count. The tail that
+    does not fill a global batch is dropped.
+    """
+
+    def __init__(self, num_samples: int, global_batch: int, rank: int, world_size: int, seed: int) -> None:
+        self.num_samples, self.global_batch = num_samples, global_batch
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch = 0
+        if num_samples < global_batch:
+            raise ConfigError(f"TRAIN.BATCH_SIZE {global_batch} exceeds the {num_samples} training videos")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.global_batch) * self.global_batch // self.world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.num_samples, generator=generator)
+        used = (self.num_samples // self.global_batch) * self.global_batch
+        for index in order[:used][self.rank::self.world_size].tolist():
+            yield self.epoch, index
+
+
+class ShardSampler(Sampler):
+    """Validation keys for one process: indices rank, rank + world_size, ... with no padding, so summing
+    the per-process counts counts every video exactly once."""
+
+    def __init__(self, num_samples: int, rank: int, world_size: int) -> None:
+        self.indices = range(rank, num_samples, world_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self.indices:
+            yield 0, index
+
+
+def per_process_batch(global_batch: int, world_size: int, key: str) -> int:
+    """The share of a global batch each process takes; the split must be exact."""
+    if global_batch % world_size:
+        raise ConfigError(f"{key} {global_batch} is not divisible by the {world_size} processes")
+    return global_batch // world_size
+
+
+def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, num_workers: int,
+                 pin_memory: bool, prefetch_factor: int, drop_last: bool) -> DataLoader:
+    """A DataLoader with persistent workers (validation runs many times per run)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+    )
+
+
+def clip_spec_from_cfg(cfg) -> ClipSpec:
+    """The ClipSpec the config describes (DATA.* and AUG.*)."""
+    d = cfg.DATA
+    return ClipSpec(
+        num_frames=d.NUM_FRAMES,
+        sampling_rate=d.SAMPLING_RATE,
+        target_fps=d.TARGET_FPS,
+        train_jitter_scales=tuple(d.TRAIN_JITTER_SCALES),
+        train_crop_size=d.TRAIN_CROP_SIZE,
+        test_crop_size=d.TEST_CROP_SIZE,
+        rrc_scale=tuple(d.TRAIN_JITTER_SCALES_RELATIVE),
+        rrc_ratio=tuple(d.TRAIN_JITTER_ASPECT_RELATIVE),
+        random_flip=d.RANDOM_FLIP,
+        rand_augment=(cfg.AUG.RAND_NUM_OPS, cfg.AUG.RAND_MAGNITUDE) if cfg.AUG.ENABLE else None,
+        erase_prob=cfg.AUG.RE_PROB if cfg.AUG.ENABLE else 0.0,
+    )
+
+
+def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool) -> tuple[DataLoader, DataLoader]:
+    """(train loader, val loader) for this process; pages are pinned only if `pin_memory` (CUDA) and
+    DATA_LOADER.PIN_MEMORY."""
+    clip = clip_spec_from_cfg(cfg)
+    common = dict(data_dir=cfg.DATA.PATH_TO_DATA_DIR, num_classes=cfg.MODEL.NUM_CLASSES, clip=clip,
+                  seed=cfg.RNG_SEED, num_retries=cfg.DATA.NUM_RETRIES, path_prefix=cfg.DATA.PATH_PREFIX)
+    train_set = KineticsDataset(split="train", train=True, **common)
+    val_set = KineticsDataset(split="val", train=False, **common)
+    loader_args = dict(num_workers=cfg.DATA_LOADER.NUM_WORKERS, pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
+                       prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR)
+    train_loader = build_loader(
+        train_set, TrainSampler(len(train_set), cfg.TRAIN.BATCH_SIZE, rank, world_size, cfg.RNG_SEED),
+        per_process_batch(cfg.TRAIN.BATCH_SIZE, world_size, "TRAIN.BATCH_SIZE"), drop_last=True, **loader_args)
+    val_batch = -(-cfg.TEST.BATCH_SIZE // world_size)
+    val_loader = build_loader(val_set, ShardSampler(len(val_set), rank, world_size), val_batch,
+                              drop_last=False, **loader_args)
+    return train_loader, val_loader

@@ -1,0 +1,358 @@
+"""Learnable synthetic video classification data ("smoke" benchmark data) in the Kinetics layout.
+
+Every video shows a random smooth colour texture that moves in one of 10 ways (pans, diagonals,
+zooms, rotation, oscillations) at one of 2 speeds, giving 20 classes. Only the motion over time
+tells the classes apart: textures, colours and start positions are drawn independently of the
+label, so a single frame carries no class information. Left/right directions are drawn at random
+per video, so every class is invariant under horizontal flip.
+
+The videos are real H.264 .mp4 files, written as PySlowFast's Kinetics dataset reads them::
+
+    data_dir/
+        classes.txt              one class name per line, in label order
+        train.csv, val.csv       "train/<class_name>/000012.mp4 <label>" per line
+        train/<class_name>/NNNNNN.mp4
+        val/<class_name>/NNNNNN.mp4
+        synthetic_spec.json      the spec; written last, marks a complete dataset
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from vmb.errors import ConfigError, DataError
+
+GENERATOR_VERSION = 1
+SPEC_FILE = "synthetic_spec.json"
+
+MOTIONS: tuple[str, ...] = (
+    "pan_horizontal",
+    "pan_up",
+    "pan_down",
+    "diagonal_up",
+    "diagonal_down",
+    "zoom_in",
+    "zoom_out",
+    "rotate",
+    "oscillate_horizontal",
+    "oscillate_vertical",
+)
+SPEEDS: tuple[str, ...] = ("slow", "fast")
+CLASS_NAMES: tuple[str, ...] = tuple(f"{m}_{s}" for m in MOTIONS for s in SPEEDS)
+
+# Motion magnitudes of the slow speed, per frame; the fast speed multiplies them by _FAST_FACTOR.
+# Pans move content 0.8 px per frame; zoom and rotation move content at 40-50 px from the centre
+# by about as much; oscillations peak at about 1 px per frame with a 12 frame period.
+_FAST_FACTOR = 2.5
+_PAN_PX = 0.8
+_ZOOM_LOG_RATE = 0.015
+_ROTATE_RAD = 0.02
+_OSCILLATE_AMPLITUDE_PX = 2.0
+_OSCILLATE_PERIOD = 12.0
+_SPEED_JITTER = 0.15
+
+# Texture: low-pass noise with a Gaussian correlation length (px) drawn log-uniformly per video.
+# The range is wide so that the scale drift of a zoom clip says little about its class.
+_BLOB_SIGMA_PX = (2.5, 7.0)
+_MIN_TEXTURE_STD = 40.0
+
+# libx264 settings: short GOP for cheap seeking, no B-frames (no edit list, pts start at 0),
+# one thread so that the output bytes are reproducible.
+_X264_OPTIONS = {
+    "preset": "veryfast",
+    "crf": "20",
+    "g": "8",
+    "keyint_min": "8",
+    "sc_threshold": "0",
+    "bf": "0",
+    "threads": "1",
+}
+_SPLITS = ("train", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+    """Size and seed of a synthetic dataset; it fully determines the generated files."""
+
+    num_classes: int = 20
+    train_per_class: int = 24
+    val_per_class: int = 8
+    width: int = 96
+    height: int = 72
+    num_frames: int = 32
+    fps: int = 15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_classes != len(CLASS_NAMES):
+            raise ConfigError(
+                f"synthetic num_classes={self.num_classes}: the synthetic motion set has exactly "
+                f"{len(CLASS_NAMES)} classes"
+            )
+        for name in ("train_per_class", "val_per_class", "fps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"synthetic {name}={getattr(self, name)}: must be at least 1")
+        if self.num_frames < 2:
+            raise ConfigError(f"synthetic num_frames={self.num_frames}: must be at least 2")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < 16 or value % 2:
+                raise ConfigError(f"synthetic {name}={value}: must be even and at least 16 (yuv420p)")
+
+    def per_class(self, split: str) -> int:
+        """Number of videos per class in `split` ("train" or "val")."""
+        return self.train_per_class if split == "train" else self.val_per_class
+
+
+def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """Frames of one video of class `label`: uint8 array of shape (T, H, W, 3).
+
+    The random draws do not depend on `label`, so the same generator state gives the same texture,
+    start offset, jitter and sign for every class: two labels differ only in their motion.
+    """
+    if not 0 <= label < len(CLASS_NAMES):
+        raise ValueError(f"label {label} is outside [0, {len(CLASS_NAMES)})")
+    size = _texture_size(spec)
+    texture = _random_texture(rng, size)
+    jitter = rng.uniform(1.0 - _SPEED_JITTER, 1.0 + _SPEED_JITTER)
+    sign = rng.choice((-1.0, 1.0))
+    phase = rng.uniform(0.0, 2.0 * math.pi)
+    offset = rng.uniform(0.0, size, size=2)
+
+    motion, speed = divmod(label, len(SPEEDS))
+    magnitude = jitter * (_FAST_FACTOR if SPEEDS[speed] == "fast" else 1.0)
+    scale, angle, shift = _trajectory(MOTIONS[motion], magnitude, sign, phase, spec.num_frames)
+    return _warp(texture, scale, angle, shift + offset, spec.height, spec.width)
+
+
+def ensure_synthetic_dataset(
+    data_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec(), force: bool = False
+) -> pathlib.Path:
+    """Generate the dataset into data_dir unless an identical one (same spec) is already there; return data_dir.
+
+    The files are written into a temporary sibling directory that replaces data_dir only when
+    complete. An existing data_dir with another spec (or no spec file) raises DataError unless
+    `force` is set, in which case it is replaced.
+    """
+    data_dir = pathlib.Path(data_dir)
+    expected = _spec_record(spec)
+    if _existing_dataset_matches(data_dir, expected, force):
+        return data_dir
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = data_dir.parent / f"{data_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    try:
+        _write_dataset(tmp_dir, spec, expected)
+        _move_into_place(tmp_dir, data_dir, expected)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return data_dir
+
+
+def _texture_size(spec: SyntheticSpec) -> int:
+    """Side of the square periodic texture: a power of two (cheap wrap-around) at least twice the
+    frame's long side, so zooms and rotations rarely show a repeat."""
+    return max(128, 1 << math.ceil(math.log2(2 * max(spec.width, spec.height))))
+
+
+def _random_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Periodic smooth colour texture, channels first: float32 array of shape (3, size, size) in [0, 255].
+
+    Two low-pass Gaussian noise fields, squashed by tanh into blobs, blend a random 4-colour
+    palette; the result is contrast-stretched if its luminance is too flat to track motion.
+    """
+    sigma_px = math.exp(rng.uniform(*np.log(_BLOB_SIGMA_PX)))
+    freq_y = np.fft.fftfreq(size)[:, None]
+    freq_x = np.fft.rfftfreq(size)[None, :]
+    lowpass = np.exp(-2.0 * (math.pi * sigma_px) ** 2 * (freq_x**2 + freq_y**2)).astype(np.float32)
+    noise = rng.standard_normal((2, 2, size, size // 2 + 1), dtype=np.float32)
+    fields = np.fft.irfft2((noise[0] + 1j * noise[1]) * lowpass, s=(size, size))
+    fields -= fields.mean(axis=(1, 2), keepdims=True)
+    fields /= fields.std(axis=(1, 2), keepdims=True)
+    a, b = 0.5 + 0.5 * np.tanh(1.5 * fields)
+
+    c00, c10, c01, c11 = rng.uniform(0.0, 255.0, size=(4, 3, 1, 1)).astype(np.float32)
+    texture = c00 + (c10 - c00) * a + (c01 - c00) * b + (c11 - c10 - c01 + c00) * (a * b)
+    mean = texture.mean(axis=(1, 2), keepdims=True)
+    stretch = max(1.0, _MIN_TEXTURE_STD / float(texture.mean(axis=0).std()))
+    return np.clip(mean + (texture - mean) * stretch, 0.0, 255.0).astype(np.float32)
+
+
+def _trajectory(
+    motion: str, magnitude: float, sign: float, phase: float, num_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame content transform: scale (T,), angle in radians (T,) and shift in px (T, 2) as (x, y).
+
+    Image y points down, so "up" is a negative y shift. Zooms are centred on the middle frame, so a
+    zoom_in clip played backwards is a zoom_out clip and the set of frames has no zoom direction.
+    """
+    t = np.arange(num_frames, dtype=np.float64)
+    scale = np.ones(num_frames)
+    angle = np.zeros(num_frames)
+    shift = np.zeros((num_frames, 2))
+    directions = {
+        "pan_horizontal": (sign, 0.0),
+        "pan_up": (0.0, -1.0),
+        "pan_down": (0.0, 1.0),
+        "diagonal_up": (sign / math.sqrt(2.0), -1.0 / math.sqrt(2.0)),
+        "diagonal_down": (sign / math.sqrt(2.0), 1.0 / math.sqrt(2.0)),
+    }
+    if motion in directions:
+        shift = _PAN_PX * magnitude * t[:, None] * np.asarray(directions[motion])
+    elif motion in ("zoom_in", "zoom_out"):
+        direction = 1.0 if motion == "zoom_in" else -1.0
+        scale = np.exp(direction * _ZOOM_LOG_RATE * magnitude * (t - (num_frames - 1) / 2.0))
+    elif motion == "rotate":
+        angle = sign * _ROTATE_RAD * magnitude * t
+    else:
+        axis = 0 if motion == "oscillate_horizontal" else 1
+        omega = 2.0 * math.pi / _OSCILLATE_PERIOD
+        shift[:, axis] = _OSCILLATE_AMPLITUDE_PX * magnitude * np.sin(omega * t + phase)
+    return scale, angle, shift
+
+
+def _warp(
+    texture: np.ndarray, scale: np.ndarray, angle: np.ndarray, shift: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """Sample the periodic texture (3, S, S) under each frame's transform; returns uint8 (T, H, W, 3).
+
+    Output pixel p (relative to the frame centre) shows texture point R(-angle) p / scale - shift,
+    i.e. the content is scaled, rotated about the centre, then translated by `shift`. Frames are
+    sampled one at a time: small temporaries stay on the heap, which is much faster than mapping
+    fresh pages for whole-video arrays.
+    """
+    y = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0)[:, None]
+    x = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0)[None, :]
+    cos = np.cos(angle) / scale
+    sin = np.sin(angle) / scale
+    frames = np.empty((len(scale), height, width, 3), dtype=np.uint8)
+    for t, frame in enumerate(frames):
+        c, s = np.float32(cos[t]), np.float32(sin[t])
+        tex_x = (c * x - np.float32(shift[t, 0])) + s * y
+        tex_y = (c * y - np.float32(shift[t, 1])) - s * x
+        frame[...] = _bilinear_periodic(texture, tex_y.ravel(), tex_x.ravel()).T.reshape(height, width, 3)
+    return frames
+
+
+def _bilinear_periodic(texture: np.ndarray, tex_y: np.ndarray, tex_x: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of texture (3, S, S), S a power of two, at N points, wrapping around.
+
+    Returns uint8 (3, N).
+    """
+    size = texture.shape[1]
+    mask = size - 1
+    flat = texture.reshape(3, -1)
+    x0 = np.floor(tex_x)
+    y0 = np.floor(tex_y)
+    wx = tex_x - x0
+    wy = tex_y - y0
+    x0 = x0.astype(np.int32)
+    y0 = y0.astype(np.int32)
+    x1 = (x0 + 1) & mask
+    x0 &= mask
+    row1 = ((y0 + 1) & mask) * size
+    row0 = (y0 & mask) * size
+    top = flat.take(row0 + x0, axis=1)
+    top += (flat.take(row0 + x1, axis=1) - top) * wx
+    bottom = flat.take(row1 + x0, axis=1)
+    bottom += (flat.take(row1 + x1, axis=1) - bottom) * wx
+    top += (bottom - top) * wy
+    return np.rint(top, out=top).astype(np.uint8)
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
+    """Encode uint8 frames (T, H, W, 3) as an H.264 (yuv420p) .mp4 at `fps`, without audio."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps, options=dict(_X264_OPTIONS))
+        stream.width = frames.shape[2]
+        stream.height = frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
+        time_base = Fraction(1, fps)
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def _video_seed(spec: SyntheticSpec, split: str, label: int, index: int) -> np.random.SeedSequence:
+    """Independent seed per (spec.seed, split, label, index): val never repeats a train video."""
+    return np.random.SeedSequence([spec.seed, _SPLITS.index(split), label, index])
+
+
+def _write_dataset(root: pathlib.Path, spec: SyntheticSpec, record: dict) -> None:
+    """Write all videos, CSVs, classes.txt and finally the spec file into root."""
+    root.mkdir(parents=True)
+    (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASS_NAMES))
+    for split in _SPLITS:
+        lines = []
+        for label, name in enumerate(CLASS_NAMES):
+            (root / split / name).mkdir(parents=True)
+            for index in range(spec.per_class(split)):
+                relative = f"{split}/{name}/{index:06d}.mp4"
+                rng = np.random.default_rng(_video_seed(spec, split, label, index))
+                write_mp4(root / relative, render_video(label, rng, spec), spec.fps)
+                lines.append(f"{relative} {label}\n")
+        (root / f"{split}.csv").write_text("".join(lines))
+    (root / SPEC_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _spec_record(spec: SyntheticSpec) -> dict:
+    """Content of synthetic_spec.json for `spec`."""
+    return {**dataclasses.asdict(spec), "generator_version": GENERATOR_VERSION}
+
+
+def _read_spec_record(data_dir: pathlib.Path) -> dict | None:
+    """The spec record stored in data_dir, or None if there is none (or it is unreadable)."""
+    try:
+        return json.loads((data_dir / SPEC_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _existing_dataset_matches(data_dir: pathlib.Path, expected: dict, force: bool) -> bool:
+    """True if data_dir already holds the expected dataset; raises DataError if it holds anything
+    else and `force` is False. An empty directory counts as absent."""
+    if not data_dir.exists() or (data_dir.is_dir() and not any(data_dir.iterdir())):
+        return False
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir} is a file, not a dataset folder; delete it or pick another --out")
+    found = _read_spec_record(data_dir)
+    if found == expected:
+        return True
+    if force:
+        return False
+    if found is None:
+        reason = f"has no readable {SPEC_FILE}, so it is not a complete synthetic dataset"
+    else:
+        keys = sorted(set(found) | set(expected))
+        diffs = [f"{k}={found.get(k)!r} (wanted {expected.get(k)!r})" for k in keys if found.get(k) != expected.get(k)]
+        reason = f"holds a synthetic dataset with another spec: {', '.join(diffs)}"
+    raise DataError(f"{data_dir} {reason}; pass --force to regenerate it or delete the folder")
+
+
+def _move_into_place(tmp_dir: pathlib.Path, data_dir: pathlib.Path, expected: dict) -> None:
+    """Atomically replace data_dir by the finished tmp_dir (removing an old data_dir first).
+
+    If another process finished the same dataset first, its copy is kept.
+    """
+    if data_dir.exists() and _read_spec_record(data_dir) != expected:
+        trash = data_dir.parent / f"{data_dir.name}.old-{os.getpid()}"
+        os.replace(data_dir, trash)
+        shutil.rmtree(trash)
+    try:
+        os.replace(tmp_dir, data_dir)
+    except OSError:
+        if _read_spec_record(data_dir) != expected:
+            raise

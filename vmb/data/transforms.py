@@ -1,0 +1,117 @@
+"""Spatial transforms for clips, in plain torch ops (pytorchvideo.transforms does not import on current
+torchvision). Clips stay uint8 in the data loader; `normalize` runs on the training device.
+
+Shapes: a clip is (T, H, W, C) uint8 as decoded, or (C, T, H, W) once `to_cthw` has run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+
+def to_cthw(frames: torch.Tensor) -> torch.Tensor:
+    """(T, H, W, C) -> (C, T, H, W), contiguous."""
+    return frames.permute(3, 0, 1, 2).contiguous()
+
+
+def random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Crop a random `size` x `size` window from a (C, T, H, W) clip."""
+    height, width = clip.shape[-2:]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return clip[..., top:top + size, left:left + size]
+
+
+def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop the central `size` x `size` window from a (C, T, H, W) clip."""
+    height, width = clip.shape[-2:]
+    top, left = (height - size) // 2, (width - size) // 2
+    return clip[..., top:top + size, left:left + size]
+
+
+def horizontal_flip(clip: torch.Tensor, rng: np.random.Generator, prob: float = 0.5) -> torch.Tensor:
+    """Mirror a (C, T, H, W) clip left-right with probability `prob`."""
+    return clip.flip(-1) if rng.random() < prob else clip
+
+
+def random_resized_crop(clip: torch.Tensor, size: int, scale: Sequence[float], ratio: Sequence[float],
+                        rng: np.random.Generator, attempts: int = 10) -> torch.Tensor:
+    """Inception-style crop of a (C, T, H, W) uint8 clip: random area fraction in `scale` and aspect ratio
+    in `ratio`, resized to `size` x `size`; falls back to a centre crop of the short side."""
+    height, width = clip.shape[-2:]
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            break
+    else:
+        h = w = min(height, width)
+        top, left = (height - h) // 2, (width - w) // 2
+    region = clip[..., top:top + h, left:left + w].float()
+    resized = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a (C, T, H, W) uint8 clip so its short side is `size`, keeping the aspect ratio."""
+    height, width = clip.shape[-2:]
+    if min(height, width) == size:
+        return clip
+    if width < height:
+        new_h, new_w = round(height * size / width), size
+    else:
+        new_h, new_w = size, round(width * size / height)
+    resized = F.interpolate(clip.float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
+                            antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def rand_augment(clip: torch.Tensor, num_ops: int, magnitude: int, rng: np.random.Generator) -> torch.Tensor:
+    """torchvision's RandAugment on a (C, T, H, W) uint8 clip, the same ops for every frame.
+
+    torchvision draws from torch's global generator: it is seeded from `rng` inside a forked RNG state, so
+    the result depends on `rng` alone and the caller's generator is left untouched.
+    """
+    frames = clip.permute(1, 0, 2, 3)  # (T, C, H, W): torchvision treats leading dims as a batch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
+        augmented = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)(frames)
+    return augmented.permute(1, 0, 2, 3).contiguous()
+
+
+def random_erase(clip: torch.Tensor, prob: float, rng: np.random.Generator,
+                 scale: Sequence[float] = (0.02, 1 / 3), ratio: Sequence[float] = (0.3, 3.3)) -> torch.Tensor:
+    """With probability `prob`, fill one random box (the same in every frame) of a (C, T, H, W) uint8 clip
+    with uniform noise."""
+    if rng.random() >= prob:
+        return clip
+    height, width = clip.shape[-2:]
+    for _ in range(10):
+        target_area = height * width * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        h, w = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
+        if 0 < h < height and 0 < w < width:
+            top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+            clip = clip.clone()
+            noise = rng.integers(0, 256, size=(clip.shape[0], 1, h, w), dtype=np.uint8)
+            clip[..., top:top + h, left:left + w] = torch.from_numpy(noise)
+            return clip
+    return clip
+
+
+def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (N, C, T, H, W) -> float (N, C, T, H, W): (x / 255 - mean) / std per channel."""
+    mean_t = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1, 1) * 255.0
+    std_t = torch.tensor(std, device=batch.device).view(1, -1, 1, 1, 1) * 255.0
+    return (batch.float() - mean_t) / std_t

@@ -1,0 +1,110 @@
+"""The one place that decides the device and talks to torch.distributed.
+
+One process per device. Under torchrun (or across machines with its rendezvous) the process group comes
+from the environment; `python tools/run_net.py ... NUM_GPUS 4` spawns the processes itself.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from vmb.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process runs: its rank among `world_size` processes and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def use_cuda(num_gpus: int) -> bool:
+    """CUDA is used when the config asks for GPUs and a CUDA device exists; otherwise the CPU."""
+    return num_gpus > 0 and torch.cuda.is_available()
+
+
+def processes_to_spawn(num_gpus: int) -> int:
+    """How many processes `run_net.py` starts itself: NUM_GPUS on CUDA, 1 on the CPU or under torchrun."""
+    if launched_by_torchrun() or not use_cuda(num_gpus):
+        return 1
+    if num_gpus > torch.cuda.device_count():
+        raise ConfigError(f"NUM_GPUS {num_gpus} but only {torch.cuda.device_count()} CUDA device(s) visible")
+    return num_gpus
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawned_entry(local_rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    fn(*args)
+
+
+def launch(num_processes: int, fn: Callable, *args) -> None:
+    """Run `fn(*args)` in `num_processes` processes on this machine (in this process when 1)."""
+    if num_processes == 1:
+        fn(*args)
+        return
+    torch.multiprocessing.spawn(_spawned_entry, args=(num_processes, _free_port(), fn, args),
+                                nprocs=num_processes, join=True)
+
+
+def setup(num_gpus: int) -> Context:
+    """Join the process group if there is one and pick this process's device."""
+    cuda = use_cuda(num_gpus)
+    if not launched_by_torchrun():
+        return Context(0, 1, 0, torch.device("cuda", 0) if cuda else torch.device("cpu"))
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    return Context(rank, world_size, local_rank, device)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over all processes (in place; a no-op with one process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj, src: int = 0):
+    """`obj` from rank `src`, on every process."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

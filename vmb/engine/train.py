@@ -1,0 +1,283 @@
+"""The timed run: train until validation top-1 reaches the target, as in MLPerf Training.
+
+The clock is the run log's wall clock: run_start is logged before any data is touched (the CSVs are read
+after it), run_stop right after the first evaluation that reaches the target. Evaluation and
+checkpointing count; nothing pauses the clock, not even a restart (the first run_start stays).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from fvcore.common.config import CfgNode
+from mlperf_logging.mllog import constants as C
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import vmb
+from vmb.bench import rules
+from vmb.bench.fingerprint import dataset_fingerprint
+from vmb.bench.runlog import DECODE_FAILURES, RESUME, RunLog, find, read_events
+from vmb.bench.system import describe_system
+from vmb.config import config_digest
+from vmb.data.loader import build_loaders
+from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.data.transforms import normalize
+from vmb.engine import distributed
+from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vmb.engine.evaluate import evaluate
+from vmb.engine.mixup import build_mixup
+from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
+from vmb.errors import VMBError
+from vmb.models.build import build_model
+
+RUN_LOG = "run_log.txt"
+RESULT = "result.json"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_output_dir(out_dir: Path) -> int | None:
+    """Create OUTPUT_DIR and return the run_start time of an interrupted run in it (None for a new run).
+
+    Refuses a folder that holds a finished run; sets aside the log of a run that died before run_start.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise VMBError(f"OUTPUT_DIR {out_dir} is not writable ({exc.strerror}); choose another OUTPUT_DIR") from None
+    log_path = out_dir / RUN_LOG
+    if not log_path.exists():
+        return None
+    events = read_events(log_path)
+    if (out_dir / RESULT).exists() or find(events, C.RUN_STOP):
+        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
+    starts = find(events, C.RUN_START)
+    if not starts:
+        os.replace(log_path, out_dir / f"run_log.before_run_start.{_now_ms()}.txt")
+        return None
+    return starts[0].time_ms
+
+
+def _log_submission(runlog: RunLog, cfg: CfgNode, world_size: int) -> None:
+    """The MLPerf header: who/what is run, the seed and the hyperparameters."""
+    runlog.event(C.SUBMISSION_BENCHMARK, cfg.BENCHMARK.NAME)
+    runlog.event(C.SUBMISSION_DIVISION, "closed")
+    runlog.event(C.SUBMISSION_STATUS, "onprem")
+    runlog.event(C.SUBMISSION_ORG, "vmb")
+    runlog.event(C.SUBMISSION_PLATFORM, f"{world_size}x{'cuda' if distributed.use_cuda(cfg.NUM_GPUS) else 'cpu'}")
+    runlog.event(C.SEED, cfg.RNG_SEED)
+    runlog.event(C.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE)
+    runlog.event(C.OPT_NAME, cfg.SOLVER.OPTIMIZING_METHOD)
+    runlog.event(C.OPT_BASE_LR, cfg.SOLVER.BASE_LR)
+    runlog.event(C.OPT_WEIGHT_DECAY, cfg.SOLVER.WEIGHT_DECAY)
+    runlog.event(C.OPT_LR_WARMUP_EPOCHS, cfg.SOLVER.WARMUP_EPOCHS)
+    runlog.event("opt_lr_warmup_start_lr", cfg.SOLVER.WARMUP_START_LR)
+    runlog.event("opt_lr_schedule", cfg.SOLVER.LR_POLICY)
+    runlog.event("opt_end_learning_rate", cfg.SOLVER.COSINE_END_LR)
+    runlog.event("opt_max_epoch", cfg.SOLVER.MAX_EPOCH)
+    runlog.event("opt_gradient_clip_norm", cfg.SOLVER.CLIP_GRAD_L2NORM)
+    runlog.event("target_top1", cfg.BENCHMARK.TARGET_TOP1)
+
+
+def _train_step(model, clips, labels, optimizer, scaler, mixup, autocast, clip_norm: float):
+    """One optimisation step; returns the loss as a device tensor (no host sync)."""
+    if mixup is not None:
+        clips, labels = mixup(clips, labels)
+    with autocast:
+        loss = F.cross_entropy(model(clips), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_norm > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def run(cfg: CfgNode) -> dict | None:
+    """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0."""
+    ctx = distributed.setup(cfg.NUM_GPUS)
+    out_dir = Path(cfg.OUTPUT_DIR)
+    resumed_from_ms = distributed.broadcast_object(prepare_output_dir(out_dir) if ctx.is_main else None)
+    runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
+    try:
+        return _run(cfg, ctx, out_dir, runlog, resumed_from_ms)
+    finally:
+        runlog.close()
+        distributed.teardown()
+
+
+def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, run_start_ms: int | None):
+    device, main = ctx.device, ctx.is_main
+    fixed_digest = config_digest(cfg, exclude=rules.RESOURCE_KEYS)
+    if run_start_ms is None:
+        runlog.start(C.INIT_START)
+        _log_submission(runlog, cfg, ctx.world_size)
+    if main:
+        (out_dir / "config.yaml").write_text(cfg.dump())
+        num_nodes = max(1, ctx.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        _write_json(out_dir / "system.json", describe_system(device.type, ctx.world_size, num_nodes))
+        if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
+            ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
+                train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
+                seed=cfg.SYNTHETIC.SEED))
+    distributed.barrier()
+
+    torch.manual_seed(cfg.RNG_SEED * 1000 + ctx.rank)  # init is identical on every rank: DDP broadcasts rank 0's
+    model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d)
+    train_model = model
+    if ctx.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(model, cfg)
+    amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext()
+
+    start_epoch, evals, decode_failures = 0, [], 0
+    state = load_checkpoint(out_dir / CHECKPOINT_NAME) if cfg.TRAIN.AUTO_RESUME else None
+    if state is not None:
+        if state["fixed_config_digest"] != fixed_digest:
+            raise VMBError(f"{out_dir / CHECKPOINT_NAME} was written by a different config; "
+                           "use a new OUTPUT_DIR or delete the checkpoint")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, evals, decode_failures = state["epoch"], state["evals"], state["decode_failures"]
+
+    if run_start_ms is None:
+        runlog.end(C.INIT_STOP)
+        run_start_ms = _now_ms()
+        runlog.start(C.RUN_START, time_ms=run_start_ms)
+    else:
+        runlog.event(RESUME, value=start_epoch, epoch_num=start_epoch)
+
+    # Timed from here on: the data is touched only now.
+    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda")
+    runlog.event(C.TRAIN_SAMPLES, len(train_loader.dataset))
+    runlog.event(C.EVAL_SAMPLES, len(val_loader.dataset))
+    mixup = build_mixup(cfg)
+    schedule = lr_schedule(cfg)
+    iters_per_epoch = len(train_loader)
+    eval_every = max(1, round(cfg.TRAIN.EVAL_PERIOD * iters_per_epoch))
+    total_steps = iters_per_epoch * cfg.SOLVER.MAX_EPOCH
+    target = cfg.BENCHMARK.TARGET_TOP1
+    mean, std = cfg.DATA.MEAN, cfg.DATA.STD
+    writer = SummaryWriter(str(out_dir / "tensorboard")) if main and cfg.TENSORBOARD.ENABLE else None
+    progress = tqdm(total=total_steps, initial=start_epoch * iters_per_epoch, disable=not main or None,
+                    unit="it", dynamic_ncols=True, desc=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH)
+
+    status, epoch_progress = C.ABORTED, float(start_epoch)
+    loss_sum = torch.zeros((), device=device)
+    window_start, window_steps, train_seconds, train_clips = time.perf_counter(), 0, 0.0, 0
+    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+        runlog.start(C.EPOCH_START, epoch_num=epoch + 1)
+        train_loader.sampler.set_epoch(epoch)
+        train_model.train()
+        epoch_failures = 0
+        for i, (clips, labels, failed) in enumerate(train_loader):
+            step = epoch * iters_per_epoch + i
+            set_lr(optimizer, schedule(step / iters_per_epoch))
+            clips = normalize(clips.to(device, non_blocking=True), mean, std)
+            if device.type == "cuda":
+                clips = clips.contiguous(memory_format=torch.channels_last_3d)
+            labels = labels.to(device, non_blocking=True)
+            loss_sum += _train_step(train_model, clips, labels, optimizer, scaler, mixup, autocast,
+                                    cfg.SOLVER.CLIP_GRAD_L2NORM)
+            epoch_failures += int(failed.sum())
+            window_steps += 1
+            progress.update()
+            done = step + 1
+            if done % cfg.LOG_PERIOD == 0 or done % eval_every == 0:
+                loss = loss_sum.item() / window_steps  # the one host sync, once per window
+                seconds = time.perf_counter() - window_start
+                clips_per_s = window_steps * cfg.TRAIN.BATCH_SIZE / seconds
+                train_seconds += seconds
+                train_clips += window_steps * cfg.TRAIN.BATCH_SIZE
+                progress.set_postfix(loss=f"{loss:.3f}", clips_s=f"{clips_per_s:.1f}")
+                if writer:
+                    writer.add_scalar("train/loss", loss, done)
+                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
+                    writer.add_scalar("train/clips_per_s", clips_per_s, done)
+                loss_sum.zero_()
+                window_start, window_steps = time.perf_counter(), 0
+            if done % eval_every == 0 or done == total_steps:
+                epoch_progress = done / iters_per_epoch
+                runlog.start(C.EVAL_START, epoch_num=epoch_progress)
+                correct, total = evaluate(train_model, val_loader, device, mean, std, autocast)
+                top1 = 100.0 * correct / total
+                runlog.event(C.EVAL_ACCURACY, top1, epoch_num=epoch_progress)
+                runlog.end(C.EVAL_STOP, epoch_num=epoch_progress)
+                evals.append([epoch_progress, top1, (_now_ms() - run_start_ms) / 1000.0])
+                if writer:
+                    writer.add_scalar("val/top1", top1, done)
+                progress.write(f"epoch {epoch_progress:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), "
+                               f"target {target:.2f}%, {evals[-1][2]:.1f} s since run_start")
+                window_start = time.perf_counter()
+                if correct * 100.0 >= target * total:
+                    status = C.SUCCESS
+                    break
+        epoch_failures = int(distributed.all_reduce_sum(torch.tensor(epoch_failures, device=device)).item())
+        decode_failures += epoch_failures
+        runlog.event(DECODE_FAILURES, epoch_failures, epoch_num=epoch + 1)
+        runlog.end(C.EPOCH_STOP, epoch_num=epoch + 1)
+        if status == C.SUCCESS:
+            break
+        if main and (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
+            save_checkpoint(out_dir / CHECKPOINT_NAME, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "epoch": epoch + 1, "evals": evals, "decode_failures": decode_failures,
+                "fixed_config_digest": fixed_digest})
+    run_stop_ms = _now_ms()
+    runlog.end(C.RUN_STOP, status=status, epoch_num=epoch_progress)
+    progress.close()
+    if writer:
+        writer.close()
+    if not main:
+        return None
+    result = {
+        "benchmark": cfg.BENCHMARK.NAME,
+        "arch": cfg.MODEL.ARCH,
+        "status": status,
+        "time_to_target_s": (run_stop_ms - run_start_ms) / 1000.0,
+        "run_start_ms": run_start_ms,
+        "run_stop_ms": run_stop_ms,
+        "target_top1": target,
+        "best_top1": max((e[1] for e in evals), default=0.0),
+        "epochs": epoch_progress,
+        "evals": [{"epoch": e, "top1": t, "elapsed_s": s} for e, t, s in evals],
+        "n_devices": ctx.world_size,
+        "device_type": device.type,
+        "global_batch_size": cfg.TRAIN.BATCH_SIZE,
+        "seed": cfg.RNG_SEED,
+        "train_clips_per_s": train_clips / train_seconds if train_seconds else None,
+        "decode_failures": decode_failures,
+        "config_digest": config_digest(cfg),
+        "fixed_config_digest": fixed_digest,
+        "dataset_fingerprint": dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
+                                                   cfg.DATA.PATH_PREFIX),
+        "vmb_version": vmb.__version__,
+    }
+    _write_json(out_dir / RESULT, result)
+    return result
