@@ -1,12 +1,13 @@
 """Shared fixtures: a tiny Kinetics-format video dataset, and helpers that write single test videos.
 
-The tiny dataset has 4 classes; each video shows a coloured square (colour and direction of motion depend on
-the label) on a dark background, so a small model can learn it in a few steps. There are 16 training videos
-(4 per class) and 7 validation videos (2, 2, 2, 1): an odd validation size, so that a distributed
-evaluation that pads its shards is caught.
+The tiny dataset has 4 classes; each video shows a coloured square (colour and direction of motion depend
+on the label) on a dim background of the same tint, so a small model can learn it in a few steps. There are
+16 training videos (4 per class) and 7 validation videos (2, 2, 2, 1): an odd validation size, so that a
+distributed evaluation that pads its shards is caught.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 from fractions import Fraction
@@ -14,10 +15,16 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+import torch
 
 from vmb.data.synthetic import write_mp4
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMOKE_CONFIG = REPO_ROOT / "configs" / "smoke" / "X3D.yaml"
+
+# The suite runs on small CPU machines, often next to other jobs: one intra-op thread avoids the
+# oversubscription that makes tiny training steps 10-100x slower. Subprocesses get OMP_NUM_THREADS=1.
+torch.set_num_threads(1)
 
 TINY_NUM_CLASSES = 4
 TINY_TRAIN_PER_CLASS = (4, 4, 4, 4)
@@ -37,7 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def tiny_video_frames(label: int, rng: np.random.Generator) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of one tiny-dataset video of class `label`."""
     size = 12
-    frames = np.full((TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3), 30, dtype=np.uint8)
+    frames = np.empty((TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3), dtype=np.uint8)
+    frames[...] = [c // 3 for c in _COLOURS[label]]  # a dim background tinted like the square
     x0 = int(rng.integers(8, TINY_WIDTH - size - 8))
     y0 = int(rng.integers(8, TINY_HEIGHT - size - 8))
     dx, dy = _DIRECTIONS[label]
@@ -107,19 +115,19 @@ def gray_frames(num_frames: int, width: int = 48, height: int = 40, step: int = 
     return np.stack([np.full((height, width, 3), step * i, dtype=np.uint8) for i in range(num_frames)])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corrupt_video():
     """`corrupt_video(path)` writes random bytes to `path` and returns it."""
     return write_corrupt_video
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_video():
     """`make_video(path, frames, fps, lossless=True, gop=4)` encodes frames to `path` and returns it."""
     return write_video
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_gray_video():
     """`make_gray_video(path, num_frames, fps)`: frame i has the constant grey level 10 * i."""
 
@@ -127,3 +135,44 @@ def make_gray_video():
         return write_video(path, gray_frames(num_frames, width, height), fps)
 
     return make
+
+
+# A tiny X3D on the tiny dataset: one epoch (4 steps of 4 clips) and an evaluation take well under a second.
+TINY_TRAIN_OVERRIDES = [
+    "X3D.WIDTH_FACTOR", "0.5", "X3D.DEPTH_FACTOR", "0.5", "X3D.DIM_C5", "64", "X3D.DIM_C1", "8",
+    "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "2", "DATA.TARGET_FPS", "10",
+    "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32,40]",
+    "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "MODEL.NUM_CLASSES", "4",
+    "DATA_LOADER.NUM_WORKERS", "0", "DATA_LOADER.PIN_MEMORY", "False", "SYNTHETIC.ENABLE", "False",
+    "NUM_GPUS", "0",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_args():
+    """`tiny_train_args(data_dir, out_dir, *extra)`: KEY VALUE overrides of the smoke X3D config that train
+    a tiny X3D on `data_dir` into `out_dir` (extra pairs win)."""
+
+    def args(data_dir: pathlib.Path, out_dir: pathlib.Path, *extra: str) -> list[str]:
+        return [*TINY_TRAIN_OVERRIDES, "DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(out_dir),
+                *map(str, extra)]
+
+    return args
+
+
+@pytest.fixture(scope="session")
+def smoke_config() -> pathlib.Path:
+    """The smoke X3D config the tiny runs override."""
+    return SMOKE_CONFIG
+
+
+def subprocess_env() -> dict:
+    """Environment for child Python processes: one thread each, no GPU."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict:
+    return subprocess_env()

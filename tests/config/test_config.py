@@ -34,7 +34,8 @@ def test_defaults_load_and_validate():
 def test_yaml_then_overrides(tmp_path):
     path = write(tmp_path, "SOLVER:\n  BASE_LR: 1\n  WEIGHT_DECAY: 5e-5\n  MAX_EPOCH: 7\nTRAIN:\n  BATCH_SIZE: 8\n")
     cfg = load_config(path, ["TRAIN.BATCH_SIZE", "16", "SOLVER.WARMUP_EPOCHS", "2",
-                             "DATA.TRAIN_JITTER_SCALES", "[32,40]", "OUTPUT_DIR", str(tmp_path / "out"),
+                             "DATA.TRAIN_JITTER_SCALES", "[32,40]", "DATA.TRAIN_CROP_SIZE", "32",
+                             "OUTPUT_DIR", str(tmp_path / "out"),
                              "TRAIN.AUTO_RESUME", "False"])
     # YAML int for a float key becomes a float; PyYAML's "5e-5" string becomes a float.
     assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
@@ -106,6 +107,7 @@ def test_bad_choice_names_key_and_choices():
     (["DATA_LOADER.NUM_WORKERS", "-1"], "DATA_LOADER.NUM_WORKERS"),
     (["BENCHMARK.TARGET_TOP1", "101"], "BENCHMARK.TARGET_TOP1"),
     (["DATA.TRAIN_JITTER_SCALES", "[40, 32]"], "DATA.TRAIN_JITTER_SCALES"),
+    (["DATA.TRAIN_JITTER_SCALES", "[200, 256]"], "DATA.TRAIN_CROP_SIZE"),  # a crop larger than the scaled frame
     (["MIXUP.ENABLE", "True"], "MIXUP.ENABLE"),
     (["TRAIN.EVAL_PERIOD", "0"], "TRAIN.EVAL_PERIOD"),
 ])
@@ -189,7 +191,7 @@ def test_resource_keys_exist():
 
 
 def test_dumped_config_round_trips():
-    cfg = load_config(None, ["SOLVER.BASE_LR", "0.05", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"])
+    cfg = load_config(None, ["SOLVER.BASE_LR", "0.05", "DATA.TRAIN_JITTER_SCALES", "[240, 300]"])
     again = config_from_yaml_text(cfg.dump(), "config.yaml")
     assert flat_items(again) == flat_items(cfg)
     assert config_digest(again) == config_digest(cfg)
@@ -215,7 +217,11 @@ def test_repo_config_loads(path):
         assert rules.BENCHMARKS[cfg.BENCHMARK.NAME].config.resolve() == path.resolve()
 
 
-def test_benchmark_registry_configs_name_themselves():
-    for name, bench in rules.BENCHMARKS.items():
-        if bench.config.is_file():  # configs are being written in parallel; check those that exist
-            assert load_config(bench.config).BENCHMARK.NAME == name
+@pytest.mark.parametrize("name", sorted(rules.BENCHMARKS))
+def test_benchmark_registry_configs_exist_and_name_themselves(name):
+    bench = rules.BENCHMARKS[name]
+    assert bench.config.is_file(), bench.config
+    cfg = load_config(bench.config)
+    assert cfg.BENCHMARK.NAME == name
+    assert cfg.MODEL.ARCH == ("x3d" if bench.model_class == "cnn" else "mvit")
+    assert cfg.BENCHMARK.TARGET_TOP1 > 0

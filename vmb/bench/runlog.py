@@ -14,6 +14,8 @@ from typing import Any
 from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants
 
+from vmb.errors import VMBError
+
 PREFIX = ":::MLLOG "
 RESUME = "vmb_resume"  # our own key: the run was restarted from a checkpoint; the clock kept running
 DECODE_FAILURES = "vmb_decode_failures"  # our own key: training videos replaced in an epoch
@@ -66,7 +68,7 @@ class RunLog:
             self._logger.logger.handlers = []
 
 
-class LogFormatError(ValueError):
+class LogFormatError(VMBError):
     """A run-log line is not a valid MLLOG line."""
 
 

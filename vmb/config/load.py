@@ -162,7 +162,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNo
     if len(overrides) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value")
     for key, text in zip(overrides[0::2], overrides[1::2]):
-        _set(cfg, flat_defaults, key, _parse_override(text), "command line")
+        # Text keys take the typed text as is: OUTPUT_DIR 123 is a folder name, not a number.
+        value = text if isinstance(flat_defaults.get(key), str) else _parse_override(text)
+        _set(cfg, flat_defaults, key, value, "command line")
     validate(cfg)
     cfg.freeze()
     return cfg

@@ -30,7 +30,7 @@ import numpy as np
 
 from vmb.errors import ConfigError, DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPEC_FILE = "synthetic_spec.json"
 
 MOTIONS: tuple[str, ...] = (
@@ -49,13 +49,13 @@ SPEEDS: tuple[str, ...] = ("slow", "fast")
 CLASS_NAMES: tuple[str, ...] = tuple(f"{m}_{s}" for m in MOTIONS for s in SPEEDS)
 
 # Motion magnitudes of the slow speed, per frame; the fast speed multiplies them by _FAST_FACTOR.
-# Pans move content 0.8 px per frame; zoom and rotation move content at 40-50 px from the centre
-# by about as much; oscillations peak at about 1 px per frame with a 12 frame period.
+# Pans move content 1.6 px per frame; zoom and rotation move content at 40-50 px from the centre
+# by about as much; oscillations peak at about 2 px per frame with a 12 frame period.
 _FAST_FACTOR = 2.5
-_PAN_PX = 0.8
-_ZOOM_LOG_RATE = 0.015
-_ROTATE_RAD = 0.02
-_OSCILLATE_AMPLITUDE_PX = 2.0
+_PAN_PX = 1.6
+_ZOOM_LOG_RATE = 0.03
+_ROTATE_RAD = 0.04
+_OSCILLATE_AMPLITUDE_PX = 4.0
 _OSCILLATE_PERIOD = 12.0
 _SPEED_JITTER = 0.15
 
@@ -64,15 +64,17 @@ _SPEED_JITTER = 0.15
 _BLOB_SIGMA_PX = (2.5, 7.0)
 _MIN_TEXTURE_STD = 40.0
 
-# libx264 settings: short GOP for cheap seeking, no B-frames (no edit list, pts start at 0),
-# one thread so that the output bytes are reproducible.
+# libx264 settings: short GOP for cheap seeking, no B-frames (no edit list, pts start at 0).
+# Reproducible bytes need one thread and no macroblock-tree rate control: x264's mbtree reads
+# uninitialised stack memory (valgrind), which made rare encodes differ from run to run.
 _X264_OPTIONS = {
     "preset": "veryfast",
-    "crf": "20",
+    "crf": "22",
     "g": "8",
     "keyint_min": "8",
     "sc_threshold": "0",
     "bf": "0",
+    "mbtree": "0",
     "threads": "1",
 }
 _SPLITS = ("train", "val")

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from vmb.errors import ConfigError
+from vmb.errors import ConfigError, VMBError
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,12 @@ def launch(num_processes: int, fn: Callable, *args) -> None:
     if num_processes == 1:
         fn(*args)
         return
-    torch.multiprocessing.spawn(_spawned_entry, args=(num_processes, _free_port(), fn, args),
-                                nprocs=num_processes, join=True)
+    try:
+        torch.multiprocessing.spawn(_spawned_entry, args=(num_processes, _free_port(), fn, args),
+                                    nprocs=num_processes, join=True)
+    except torch.multiprocessing.ProcessExitedException as exc:
+        raise VMBError(f"training process {exc.error_index} exited with status {exc.exit_code}; "
+                       "its error is printed above") from None
 
 
 def setup(num_gpus: int) -> Context:

@@ -1,7 +1,7 @@
 """The timed run: train until validation top-1 reaches the target, as in MLPerf Training.
 
-The clock is the run log's wall clock: run_start is logged before any data is touched (the CSVs are read
-after it), run_stop right after the first evaluation that reaches the target. Evaluation and
+The clock is the run log's wall clock: run_start is logged before any video is read (only the split CSVs
+and the files' existence are checked before it), run_stop right after the first evaluation that reaches the target. Evaluation and
 checkpointing count; nothing pauses the clock, not even a restart (the first run_start stays).
 """
 from __future__ import annotations
@@ -62,11 +62,13 @@ def prepare_output_dir(out_dir: Path) -> int | None:
         probe.unlink()
     except OSError as exc:
         raise VMBError(f"OUTPUT_DIR {out_dir} is not writable ({exc.strerror}); choose another OUTPUT_DIR") from None
+    if (out_dir / RESULT).exists():
+        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
     log_path = out_dir / RUN_LOG
     if not log_path.exists():
         return None
     events = read_events(log_path)
-    if (out_dir / RESULT).exists() or find(events, C.RUN_STOP):
+    if find(events, C.RUN_STOP):
         raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
     starts = find(events, C.RUN_START)
     if not starts:
@@ -166,15 +168,15 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
         scaler.load_state_dict(state["scaler"])
         start_epoch, evals, decode_failures = state["epoch"], state["evals"], state["decode_failures"]
 
+    # The loaders read the split CSVs and check that every listed file exists (so bad input stops the run
+    # before the clock starts), but no video byte is read before run_start: workers start on first use.
+    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda")
     if run_start_ms is None:
         runlog.end(C.INIT_STOP)
         run_start_ms = _now_ms()
         runlog.start(C.RUN_START, time_ms=run_start_ms)
     else:
         runlog.event(RESUME, value=start_epoch, epoch_num=start_epoch)
-
-    # Timed from here on: the data is touched only now.
-    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda")
     runlog.event(C.TRAIN_SAMPLES, len(train_loader.dataset))
     runlog.event(C.EVAL_SAMPLES, len(val_loader.dataset))
     mixup = build_mixup(cfg)
@@ -225,15 +227,16 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
             if done % eval_every == 0 or done == total_steps:
                 epoch_progress = done / iters_per_epoch
                 runlog.start(C.EVAL_START, epoch_num=epoch_progress)
-                correct, total = evaluate(train_model, val_loader, device, mean, std, autocast)
+                correct, total = evaluate(model, val_loader, device, mean, std, autocast)
                 top1 = 100.0 * correct / total
                 runlog.event(C.EVAL_ACCURACY, top1, epoch_num=epoch_progress)
                 runlog.end(C.EVAL_STOP, epoch_num=epoch_progress)
                 evals.append([epoch_progress, top1, (_now_ms() - run_start_ms) / 1000.0])
                 if writer:
                     writer.add_scalar("val/top1", top1, done)
-                progress.write(f"epoch {epoch_progress:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), "
-                               f"target {target:.2f}%, {evals[-1][2]:.1f} s since run_start")
+                if main:
+                    progress.write(f"epoch {epoch_progress:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), "
+                                   f"target {target:.2f}%, {evals[-1][2]:.1f} s since run_start")
                 window_start = time.perf_counter()
                 if correct * 100.0 >= target * total:
                     status = C.SUCCESS

@@ -4,13 +4,18 @@ Models output logits (no softmax head); input is a float clip of shape (N, C, T,
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from fvcore.common.config import CfgNode
 from fvcore.common.registry import Registry
-from pytorchvideo.models.vision_transformers import create_multiscale_vision_transformers
-from pytorchvideo.models.x3d import create_x3d
+
+with warnings.catch_warnings():  # fvcore, imported by pytorchvideo, calls the deprecated torch.jit.script
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    from pytorchvideo.models.resnet import BottleneckBlock
+    from pytorchvideo.models.vision_transformers import create_multiscale_vision_transformers
+    from pytorchvideo.models.x3d import create_x3d
 
 MODEL_REGISTRY = Registry("MODEL")
 MODEL_REGISTRY.__doc__ = "Builders of video models from a config: fn(cfg) -> nn.Module."
@@ -40,8 +45,6 @@ def x3d(cfg: CfgNode) -> torch.nn.Module:
 
 def _zero_init_final_bn(model: torch.nn.Module) -> None:
     """Start every residual branch as identity: zero the weight of each branch's last BatchNorm."""
-    from pytorchvideo.models.resnet import BottleneckBlock
-
     for module in model.modules():
         if isinstance(module, BottleneckBlock) and module.norm_c is not None:
             torch.nn.init.zeros_(module.norm_c.weight)

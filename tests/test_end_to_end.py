@@ -1,0 +1,285 @@
+"""End to end: train a tiny X3D on the tiny dataset to a target, abort at MAX_EPOCH, resume after an
+interruption, and train with two processes (torchrun, gloo) on the CPU.
+
+These tests train real models; each takes seconds to tens of seconds on two CPU cores.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import vmb
+from vmb.bench.runlog import RESUME, find, read_events
+from vmb.config import config_digest, load_config
+from vmb.engine import train
+from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUN_NET = REPO_ROOT / "tools" / "run_net.py"
+VAL_SIZE, TRAIN_SIZE = 7, 16
+RESULT_FIELDS = {"benchmark", "arch", "status", "time_to_target_s", "target_top1", "best_top1", "epochs",
+                 "n_devices", "device_type", "global_batch_size", "seed", "config_digest", "dataset_fingerprint",
+                 "vmb_version"}
+
+
+def events_of(out_dir: pathlib.Path):
+    return read_events(out_dir / "run_log.txt")
+
+
+def keys(events, key):
+    return [e for e in events if e.key == key]
+
+
+def is_count_over(value: float, total: int) -> bool:
+    """`value` is 100 * k / total for an integer k."""
+    k = value * total / 100.0
+    return abs(k - round(k)) < 1e-6 and 0 <= round(k) <= total
+
+
+def check_run_log(out_dir: pathlib.Path, result: dict) -> list:
+    """Invariants every finished run log satisfies; returns the events."""
+    events = events_of(out_dir)
+    starts, stops = keys(events, "run_start"), keys(events, "run_stop")
+    assert len(starts) == 1 and len(stops) == 1
+    start, stop = starts[0], stops[0]
+    assert start.event_type == "INTERVAL_START" and stop.event_type == "INTERVAL_END"
+    assert stop.metadata["status"] == result["status"]
+    # Nothing about the data happens before run_start: the clock covers all data access.
+    for key in ("train_samples", "eval_samples", "epoch_start", "eval_start", "eval_accuracy", "eval_stop"):
+        for event in keys(events, key):
+            assert event.line_no > start.line_no, key
+            assert event.line_no < stop.line_no, key
+    # Logged once per (re)start of the process.
+    starts_and_resumes = 1 + len(keys(events, RESUME))
+    assert [e.value for e in keys(events, "train_samples")] == [TRAIN_SIZE] * starts_and_resumes
+    assert [e.value for e in keys(events, "eval_samples")] == [VAL_SIZE] * starts_and_resumes
+    # Times never go backwards from run_start on (this run log is written by one process).
+    times = [e.time_ms for e in events[events.index(start):]]
+    assert times == sorted(times)
+    accuracies = keys(events, "eval_accuracy")
+    assert accuracies
+    for event in accuracies:
+        assert "epoch_num" in event.metadata and event.metadata["epoch_num"] > 0
+        assert 0.0 <= event.value <= 100.0
+        assert is_count_over(event.value, VAL_SIZE), event.value  # the denominator is the whole split
+    epochs = [e.metadata["epoch_num"] for e in accuracies]
+    assert epochs == sorted(epochs)
+    assert result["time_to_target_s"] == pytest.approx((stop.time_ms - start.time_ms) / 1000.0, abs=1e-3)
+    assert result["run_start_ms"] == start.time_ms and result["run_stop_ms"] == stop.time_ms
+    assert result["best_top1"] == pytest.approx(max(e.value for e in accuracies))
+    assert result["epochs"] == pytest.approx(stop.metadata["epoch_num"])
+    assert [e["top1"] for e in result["evals"]] == pytest.approx([e.value for e in accuracies])
+    if result["status"] == "success":
+        assert accuracies[-1].value >= result["target_top1"]
+        assert all(e.value < result["target_top1"] for e in accuracies[:-1])  # stopped at the first hit
+    else:
+        assert all(e.value < result["target_top1"] for e in accuracies)
+    # The MLPerf header is there, once.
+    for key in ("submission_benchmark", "global_batch_size", "seed", "opt_base_learning_rate", "init_start",
+                "init_stop"):
+        assert len(keys(events, key)) == 1, key
+    assert keys(events, "global_batch_size")[0].value == result["global_batch_size"]
+    return events
+
+
+def check_result(out_dir: pathlib.Path, cfg, result: dict, n_devices: int = 1) -> None:
+    on_disk = json.loads((out_dir / "result.json").read_text())
+    assert RESULT_FIELDS <= set(on_disk), RESULT_FIELDS - set(on_disk)
+    if result is not None:
+        assert on_disk == json.loads(json.dumps(result))
+    assert on_disk["benchmark"] == cfg.BENCHMARK.NAME
+    assert on_disk["arch"] == "x3d"
+    assert on_disk["status"] in ("success", "aborted")
+    assert on_disk["time_to_target_s"] > 0
+    assert on_disk["target_top1"] == cfg.BENCHMARK.TARGET_TOP1
+    assert 0.0 <= on_disk["best_top1"] <= 100.0
+    assert 0 < on_disk["epochs"] <= cfg.SOLVER.MAX_EPOCH
+    assert on_disk["n_devices"] == n_devices
+    assert on_disk["device_type"] == "cpu"
+    assert on_disk["global_batch_size"] == cfg.TRAIN.BATCH_SIZE
+    assert on_disk["seed"] == cfg.RNG_SEED
+    assert on_disk["config_digest"] == config_digest(cfg)
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", on_disk["dataset_fingerprint"])
+    assert on_disk["vmb_version"] == vmb.__version__
+    assert isinstance(on_disk["decode_failures"], int) and on_disk["decode_failures"] >= 0
+    # The other files of a run folder.
+    written = load_config(out_dir / "config.yaml")
+    assert config_digest(written) == config_digest(cfg)
+    system = json.loads((out_dir / "system.json").read_text())
+    assert system["device_type"] == "cpu" and system["processes"] == n_devices
+    assert system["vmb_version"] == vmb.__version__
+
+
+def tiny_cfg(smoke_config, tiny_train_args, data_dir, out_dir, *extra):
+    return load_config(smoke_config, tiny_train_args(data_dir, out_dir, *extra))
+
+
+def test_train_to_low_target(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args):
+    # 3 of 7 videos right (42.9 %) is well above chance on 4 classes but reached within a few epochs.
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "40",
+                   "SOLVER.MAX_EPOCH", "10", "TENSORBOARD.ENABLE", "True")
+    result = train.run(cfg)
+    assert result["status"] == "success", result["evals"]
+    assert result["best_top1"] >= 40.0
+    check_result(out, cfg, result)
+    check_run_log(out, result)
+    assert any((out / "tensorboard").iterdir())
+    assert not (out / ".result.json.tmp").exists()
+    # The same dataset always has the same fingerprint.
+    assert result["dataset_fingerprint"] == train.dataset_fingerprint(tiny_videos_dir, 4)
+
+
+def test_unreachable_target_aborts(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
+                   "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "0.5")
+    result = train.run(cfg)
+    assert result["status"] == "aborted"
+    assert result["epochs"] == pytest.approx(1.0)
+    assert [e["epoch"] for e in result["evals"]] == pytest.approx([0.5, 1.0])
+    check_result(out, cfg, result)
+    events = check_run_log(out, result)
+    assert [e.metadata["epoch_num"] for e in keys(events, "epoch_start")] == [1]
+    assert [e.value for e in keys(events, "vmb_decode_failures")] == [0]
+    state = load_checkpoint(out / CHECKPOINT_NAME)
+    assert state["epoch"] == 1
+    assert state["fixed_config_digest"] == result["fixed_config_digest"]
+    # A finished run folder is never reused.
+    with pytest.raises(vmb.errors.VMBError, match="finished run"):
+        train.run(cfg)
+
+
+def test_corrupt_training_video_is_counted(tiny_dataset_copy, tmp_path, smoke_config, tiny_train_args,
+                                           corrupt_video):
+    corrupt_video(tiny_dataset_copy / "train" / "class0" / "001.mp4")
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_dataset_copy, out, "BENCHMARK.TARGET_TOP1", "100",
+                   "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1.0")
+    result = train.run(cfg)
+    # Every training video is used once per epoch (16 videos, 4 full batches): the bad one failed at least once.
+    assert result["decode_failures"] >= 1
+    failures = keys(events_of(out), "vmb_decode_failures")
+    assert [e.metadata["epoch_num"] for e in failures] == [1]
+    assert failures[0].value == result["decode_failures"]
+
+
+class Interrupted(Exception):
+    """Stands for a crash or a kill right after a checkpoint was written."""
+
+
+@contextlib.contextmanager
+def interrupted_after_first_checkpoint(monkeypatch):
+    """The run inside dies right after writing its first checkpoint (epoch 1)."""
+    real_save = train.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise Interrupted(f"killed after epoch {state['epoch']}")
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupted, match="after epoch 1$"):
+        yield
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+
+
+def test_resume_after_interruption(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
+                   "SOLVER.MAX_EPOCH", "3", "TRAIN.EVAL_PERIOD", "1.0")
+    with interrupted_after_first_checkpoint(monkeypatch):
+        train.run(cfg)
+
+    first = events_of(out)
+    assert len(keys(first, "run_start")) == 1 and not keys(first, "run_stop")
+    assert not (out / "result.json").exists()
+    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 1
+    first_start = keys(first, "run_start")[0].time_ms
+
+    result = train.run(cfg)  # the same command again
+    events = check_run_log(out, result)
+    assert keys(events, "run_start")[0].time_ms == first_start  # the clock was never reset
+    assert result["run_start_ms"] == first_start
+    resumes = keys(events, RESUME)
+    assert len(resumes) == 1 and resumes[0].value == 1 and resumes[0].metadata["epoch_num"] == 1
+    resume_line = resumes[0].line_no
+    # Epoch 1 ran before the interruption; epochs 2 and 3 after the resume; none twice.
+    epoch_starts = keys(events, "epoch_start")
+    assert [e.metadata["epoch_num"] for e in epoch_starts] == [1, 2, 3]
+    assert epoch_starts[0].line_no < resume_line < epoch_starts[1].line_no
+    # The evaluation before the interruption is kept in the result.
+    assert [e["epoch"] for e in result["evals"]] == pytest.approx([1.0, 2.0, 3.0])
+    assert result["status"] == "aborted" and result["epochs"] == pytest.approx(3.0)
+    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 3
+    # The time to target includes the interrupted part.
+    assert result["time_to_target_s"] >= (keys(first, "eval_accuracy")[-1].time_ms - first_start) / 1000.0
+    check_result(out, cfg, result)
+
+
+def test_resume_refuses_a_different_recipe(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
+    out = tmp_path / "run"
+    args = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "2", "TRAIN.EVAL_PERIOD", "1.0")
+
+    with interrupted_after_first_checkpoint(monkeypatch):
+        train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args))
+    changed = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args, "SOLVER.BASE_LR", "0.05")
+    with pytest.raises(vmb.errors.VMBError, match="different config"):
+        train.run(changed)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_match_one(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, child_env):
+    extra = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "0.5")
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"run{n}"
+        argv = [str(RUN_NET), "--cfg", str(smoke_config), *tiny_train_args(tiny_videos_dir, out, *extra)]
+        if n == 2:
+            argv = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                    "--master_port", str(_free_port()), *argv]
+        runs[n] = (out, subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=child_env, text=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, tmp_path / "run1", *extra)
+    top1 = {}
+    for n, (out, proc) in runs.items():
+        stdout, stderr = proc.communicate(timeout=400)
+        assert proc.returncode == 0, f"{n} process(es): exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-5000:]}"
+        result = json.loads((out / "result.json").read_text())
+        assert result["n_devices"] == n
+        assert result["status"] == "aborted"
+        check_result(out, cfg.clone() if n == 1 else _with_output(cfg, out), None, n_devices=n)
+        events = check_run_log(out, result)
+        # Every evaluation counted the whole validation split exactly once (no padding, no loss).
+        counts = re.findall(r"val top-1 +[0-9.]+% \((\d+)/(\d+)\)", stdout)
+        assert counts, stdout
+        assert all(int(total) == VAL_SIZE for _, total in counts), stdout
+        # Only rank 0 writes the log: one header, one line per event.
+        assert len(keys(events, "init_start")) == 1
+        assert len(keys(events, "eval_accuracy")) == 2
+        top1[n] = [e.value for e in keys(events, "eval_accuracy")]
+        # ... and only rank 0 reports each evaluation on the console.
+        assert len(counts) == 2, f"{n} process(es) printed {len(counts)} evaluation lines for 2 evaluations:\n{stdout}"
+    for n in (1, 2):
+        assert all(is_count_over(v, VAL_SIZE) for v in top1[n])
+
+
+def _with_output(cfg, out):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = str(out)
+    cfg.freeze()
+    return cfg
