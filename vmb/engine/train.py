@@ -253,7 +253,7 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
                 "epoch": epoch + 1, "evals": evals, "decode_failures": decode_failures,
                 "fixed_config_digest": fixed_digest})
     run_stop_ms = _now_ms()
-    runlog.end(C.RUN_STOP, status=status, epoch_num=epoch_progress)
+    runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=status, epoch_num=epoch_progress)
     progress.close()
     if writer:
         writer.close()
