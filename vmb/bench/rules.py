@@ -34,7 +34,6 @@ BENCHMARKS = {
 # closed division allows). Everything else is fixed by the canonical config.
 RESOURCE_KEYS = frozenset({
     "NUM_GPUS",
-    "NUM_SHARDS",
     "RNG_SEED",
     "OUTPUT_DIR",
     "LOG_PERIOD",

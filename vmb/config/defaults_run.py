@@ -5,7 +5,6 @@ from fvcore.common.config import CfgNode
 def add_run_defaults(cfg: CfgNode) -> None:
     # GPUs per machine; 0 (or no CUDA) trains on the CPU. Under torchrun the process count comes from torchrun.
     cfg.NUM_GPUS = 1
-    cfg.NUM_SHARDS = 1  # machines; informational under torchrun, checked against WORLD_SIZE
     cfg.RNG_SEED = 0
     cfg.OUTPUT_DIR = "runs/default"
     cfg.LOG_PERIOD = 10  # iterations between loss/lr readings (a host sync) for the log and TensorBoard

@@ -122,7 +122,7 @@ def validate(cfg: CfgNode) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {flat[key]!r}")
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE",
                 "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "MODEL.NUM_CLASSES", "SOLVER.MAX_EPOCH",
-                "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD", "NUM_SHARDS"):
+                "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD"):
         if flat[key] <= 0:
             raise ConfigError(f"{key} must be positive; got {flat[key]}")
     for key in ("NUM_GPUS", "DATA_LOADER.NUM_WORKERS", "SOLVER.WARMUP_EPOCHS", "DATA.NUM_RETRIES"):

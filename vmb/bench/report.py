@@ -1,0 +1,334 @@
+"""What the scorer shows: the terminal table, the JSON document, and the report folder (report.md,
+report.html, PNG plots).
+
+All three are rendered from one list of blocks (headings, paragraphs, tables, lists, images), so they
+always say the same thing. Strings that come from a submission are escaped in HTML and Markdown.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Iterable
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vmb.bench.runlog import RUN_START, find
+from vmb.bench.score import OLYMPIC_MIN_RUNS
+from vmb.bench.validate import Assessment, BenchmarkResult, Run, system_line
+
+TOP1_PLOT, TIMES_PLOT, SCORES_PLOT = "top1_vs_time.png", "time_to_target.png", "scores.png"
+
+Block = tuple  # ("h", text) | ("p", text) | ("table", header, rows) | ("list", items) | ("img", file, caption)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} s" if value < 100 else f"{value:.1f} s"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _devices(n: int | None, unit: str | None) -> str:
+    if n is None or unit is None:
+        return "-"
+    return f"{n} {unit[:-1] if n == 1 and unit == 'GPUs' else unit}" if unit != "CPU processes" or n != 1 \
+        else "1 CPU process"
+
+
+def _systems(a: Assessment) -> dict[str, list[Path]]:
+    """Distinct system lines, each with the runs that used it, in order of appearance."""
+    systems: dict[str, list[Path]] = {}
+    for check in a.runs:
+        if check.run is not None:
+            systems.setdefault(system_line(check.run.system), []).append(check.path)
+    return systems
+
+
+def _system_ids(a: Assessment) -> dict[Path, str]:
+    return {path: f"S{i}" for i, paths in enumerate(_systems(a).values(), start=1) for path in paths}
+
+
+def _method(b: BenchmarkResult) -> str:
+    return f"{b.summary.method} (provisional)" if b.summary.provisional else b.summary.method
+
+
+def _runs_table(a: Assessment) -> Block:
+    ids = _system_ids(a)
+    rows = []
+    for check in a.runs:
+        run = check.run
+        verdict = "ok" if check.valid else "INVALID"
+        if run is None:
+            rows.append([str(check.path), "?", "?", "-", "-", "-", "-", verdict])
+            continue
+        r = run.result
+        status = r["status"] if run.success else f"{r['status']} (best {r['best_top1']:.2f}% < {r['target_top1']}%)"
+        rows.append([str(check.path), run.benchmark, status, _seconds(r["time_to_target_s"]),
+                     _devices(r["n_devices"], run.device_unit), str(r["seed"]), ids[check.path], verdict])
+    return ("table", ["run", "benchmark", "status", "time to target", "devices", "seed", "system", "check"], rows)
+
+
+def _benchmarks_table(a: Assessment) -> Block:
+    rows = []
+    for name, b in a.benchmarks.items():
+        s, ref = b.summary, b.reference
+        rows.append([name, b.benchmark.model_class, str(s.n_runs), str(s.n_failed), _seconds(s.t_bench), _method(b),
+                     _seconds(s.min_s), _seconds(s.max_s), "-" if s.cv is None else f"{100 * s.cv:.1f}%",
+                     _devices(b.n_devices, b.device_unit), _seconds(ref.t_ref_s) if ref else "-",
+                     _devices(ref.n_devices_ref, ref.device_unit) if ref else "-", _number(b.score)])
+    return ("table", ["benchmark", "class", "runs", "failed", "t_bench", "method", "min", "max", "CV", "devices",
+                      "t_ref", "ref devices", "score"], rows)
+
+
+def _suite_lines(a: Assessment) -> list[str]:
+    lines = []
+    for suite in a.suites.values():
+        if suite.benchmark_score is not None:
+            halves = " + ".join(f"{cls} {_number(score)}" for cls, score in suite.scores.items())
+            lines.append(f"suite {suite.suite}: benchmark score {suite.benchmark_score:.3f} = ({halves}) / 2")
+        else:
+            lines.append(f"suite {suite.suite}: no benchmark score: {suite.note}")
+    return lines
+
+
+def verdict(a: Assessment) -> str:
+    """VALID or INVALID, and why a valid result is only provisional."""
+    problems = a.all_reasons()
+    if not a.valid:
+        return f"INVALID: {len(problems) or 'no'} problem(s)"
+    provisional = [name for name, b in a.benchmarks.items() if b.summary.provisional]
+    if provisional:
+        return f"VALID, provisional: fewer than {OLYMPIC_MIN_RUNS} runs of {', '.join(provisional)}"
+    return "VALID"
+
+
+def blocks(a: Assessment, images: Iterable[tuple[str, str]] = ()) -> list[Block]:
+    """The report's content, from the assessment (and the plot files, for the report folder)."""
+    reference = f"reference {a.reference.path}" if a.reference else "no reference"
+    out: list[Block] = [("h", f"VMB score: {len(a.runs)} run(s), {reference}"), ("p", verdict(a)), ("h", "systems")]
+    out.append(("list", [f"S{i} {line} [{len(paths)} run(s)]" for i, (line, paths) in
+                         enumerate(_systems(a).items(), start=1)] or ["none readable"]))
+    out += [("h", "runs"), _runs_table(a)]
+    if a.benchmarks:
+        out += [("h", "benchmarks"), _benchmarks_table(a), ("list", _suite_lines(a))]
+    if a.reference is None:
+        out.append(("p", "No reference: times only. To score, pass --reference FILE (see references/); make one "
+                         "from valid runs with: python tools/score.py --make-reference RUNS -o references/NAME.json"))
+    problems = a.all_reasons()
+    if problems:
+        out += [("h", "problems"), ("list", problems)]
+    out += [("img", file, caption) for file, caption in images]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- renderers
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+
+
+def format_text(a: Assessment) -> str:
+    """The terminal table."""
+    lines: list[str] = []
+    for block in blocks(a):
+        kind = block[0]
+        if kind == "h":
+            lines += ["", block[1]] if lines else [block[1]]
+        elif kind == "p":
+            lines.append(block[1] if lines[-1] == "" or len(lines) == 1 else f"\n{block[1]}")
+        elif kind == "table":
+            lines += _text_table(block[1], block[2])
+        elif kind == "list":
+            lines += [f"  {item}" for item in block[1]]
+    lines += ["", verdict(a)]
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(content: list[Block]) -> str:
+    lines = []
+    for block in content:
+        kind = block[0]
+        if kind == "h":
+            lines += [f"{'#' if not lines else '##'} {_md_cell(block[1])}", ""]
+        elif kind == "p":
+            lines += [_md_cell(block[1]), ""]
+        elif kind == "table":
+            lines.append("| " + " | ".join(map(_md_cell, block[1])) + " |")
+            lines.append("|" + "---|" * len(block[1]))
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block[2]]
+            lines.append("")
+        elif kind == "list":
+            lines += [f"- {_md_cell(item)}" for item in block[1]] + [""]
+        elif kind == "img":
+            lines += [f"![{_md_cell(block[2])}]({block[1]})", ""]
+    return "\n".join(lines)
+
+
+def format_html(content: list[Block]) -> str:
+    esc = html.escape
+    body = []
+    for block in content:
+        kind = block[0]
+        if kind == "h":
+            tag = "h1" if not body else "h2"
+            body.append(f"<{tag}>{esc(block[1])}</{tag}>")
+        elif kind == "p":
+            body.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{esc(cell)}</th>" for cell in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "img":
+            body.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}">'
+                        f"<figcaption>{esc(block[2])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:80em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left}img{max-width:100%}")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>VMB score</title><style>{style}</style>'
+            f"</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def to_json(a: Assessment) -> dict[str, Any]:
+    """The assessment as JSON data (`tools/score.py --json`)."""
+    ids = _system_ids(a)
+    runs = []
+    for check in a.runs:
+        entry: dict[str, Any] = {"run": str(check.path), "valid": check.valid, "reasons": check.reasons}
+        if check.run is not None:
+            r = check.run.result
+            entry.update(benchmark=r["benchmark"], status=r["status"], time_to_target_s=r["time_to_target_s"],
+                         n_devices=r["n_devices"], device_unit=check.run.device_unit, seed=r["seed"],
+                         best_top1=r["best_top1"], target_top1=r["target_top1"],
+                         dataset_fingerprint=r["dataset_fingerprint"], system=ids[check.path])
+        runs.append(entry)
+    benchmarks = {}
+    for name, b in a.benchmarks.items():
+        s, ref = b.summary, b.reference
+        benchmarks[name] = {
+            "model_class": b.benchmark.model_class, "suite": b.benchmark.suite, "valid": b.valid,
+            "reasons": b.reasons, "runs": s.n_runs, "failed": s.n_failed, "t_bench_s": s.t_bench,
+            "method": s.method, "provisional": s.provisional, "min_s": s.min_s, "max_s": s.max_s, "cv": s.cv,
+            "n_devices": b.n_devices, "device_unit": b.device_unit,
+            "t_ref_s": ref.t_ref_s if ref else None, "n_devices_ref": ref.n_devices_ref if ref else None,
+            "score": b.score}
+    suites = {name: {"benchmark_score": s.benchmark_score, "scores": s.scores, "benchmarks": s.benchmarks,
+                      "note": s.note} for name, s in a.suites.items()}
+    systems = [{"id": f"S{i}", "description": line, "runs": [str(p) for p in paths]}
+               for i, (line, paths) in enumerate(_systems(a).items(), start=1)]
+    return {"valid": a.valid, "verdict": verdict(a), "reference": str(a.reference.path) if a.reference else None,
+            "reasons": a.all_reasons(), "systems": systems, "runs": runs, "benchmarks": benchmarks,
+            "suites": suites}
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+def _eval_curve(run: Run) -> tuple[list[float], list[float]]:
+    """(seconds since run_start, top-1) of every evaluation in the log."""
+    starts = find(run.events, RUN_START)
+    if not starts:
+        return [], []
+    points = [((e.time_ms - starts[0].time_ms) / 1000.0, e.value) for e in find(run.events, "eval_accuracy")
+              if isinstance(e.value, (int, float))]
+    return [t for t, _ in points], [v for _, v in points]
+
+
+def _time_unit(max_seconds: float) -> tuple[float, str]:
+    if max_seconds > 7200:
+        return 3600.0, "h"
+    return (60.0, "min") if max_seconds > 300 else (1.0, "s")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_top1(a: Assessment, path: Path) -> None:
+    """Top-1 against wall-clock time since run_start, one panel per benchmark, with the target."""
+    names = list(a.benchmarks) or ["(none)"]
+    fig = Figure(figsize=(8, 3.2 * len(names)))
+    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names):
+        runs = [c.run for c in a.benchmarks[name].runs] if name in a.benchmarks else []
+        curves = [(run, *_eval_curve(run)) for run in runs]
+        scale, unit = _time_unit(max((t[-1] for _, t, _ in curves if t), default=0.0))
+        for run, times, top1 in curves:
+            ax.plot([t / scale for t in times], top1, marker=".", linestyle="-" if run.success else "--",
+                    label=f"{run.path.name} (seed {run.result['seed']})")
+        if runs:
+            ax.axhline(runs[0].result["target_top1"], color="k", linestyle=":", label="target")
+            ax.legend(fontsize="small", loc="lower right")
+        ax.set(title=name, xlabel=f"wall-clock time since run_start ({unit})", ylabel="val top-1 (%)")
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_times(a: Assessment, path: Path) -> None:
+    """Time to target of every run (a cross: missed the target), the benchmark's time and the reference's."""
+    names = list(a.benchmarks)
+    fig = Figure(figsize=(8, 1.2 + 0.8 * max(1, len(names))))
+    ax = fig.subplots()
+    all_times = [c.run.result["time_to_target_s"] for b in a.benchmarks.values() for c in b.runs]
+    scale, unit = _time_unit(max(all_times, default=0.0))
+    for y, name in enumerate(names):
+        b = a.benchmarks[name]
+        for check in b.runs:
+            run = check.run
+            ax.plot(run.result["time_to_target_s"] / scale, y, "o" if run.success else "x", color="C0")
+        if b.summary.t_bench is not None:
+            ax.plot([b.summary.t_bench / scale] * 2, [y - 0.3, y + 0.3], color="C1", linewidth=2)
+        if b.reference is not None:
+            ax.plot([b.reference.t_ref_s / scale] * 2, [y - 0.3, y + 0.3], color="k", linestyle="--")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_ylim(-0.7, max(0.7, len(names) - 0.3))
+    ax.set(xlabel=f"time to target ({unit})  o run, x missed the target, orange t_bench, dashed t_ref",
+           title="time to target per run")
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def plot_scores(a: Assessment, path: Path) -> None:
+    """Per-model scores and benchmark scores against the reference (1.0)."""
+    labels, values = [], []
+    for name, b in a.benchmarks.items():
+        if b.score is not None:
+            labels.append(name)
+            values.append(b.score)
+    for suite in a.suites.values():
+        if suite.benchmark_score is not None:
+            labels.append(f"{suite.suite} benchmark")
+            values.append(suite.benchmark_score)
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
+    ax.bar(labels, values, color="C2")
+    ax.axhline(1.0, color="k", linestyle="--", label="reference")
+    ax.set(ylabel="score (reference = 1)", title=f"scores against {a.reference.path.name if a.reference else '-'}")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_report(a: Assessment, out_dir: Path) -> list[Path]:
+    """Write report.md, report.html and the PNG plots into `out_dir`; return the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = [(TOP1_PLOT, "validation top-1 against wall-clock time, with the target"),
+              (TIMES_PLOT, "time to target per run")]
+    plot_top1(a, out_dir / TOP1_PLOT)
+    plot_times(a, out_dir / TIMES_PLOT)
+    if any(b.score is not None for b in a.benchmarks.values()):
+        images.append((SCORES_PLOT, "scores against the reference"))
+        plot_scores(a, out_dir / SCORES_PLOT)
+    content = blocks(a, images)
+    (out_dir / "report.md").write_text(format_markdown(content))
+    (out_dir / "report.html").write_text(format_html(content))
+    return [out_dir / "report.md", out_dir / "report.html", *(out_dir / file for file, _ in images)]
