@@ -85,3 +85,57 @@ def model_info(argv: Sequence[str] | None = None) -> int:
     for name, crop in (("train", cfg.DATA.TRAIN_CROP_SIZE), ("test", cfg.DATA.TEST_CROP_SIZE)):
         print(f"GFLOPs/view     {gflops_per_view(model, frames, crop):.2f} ({name} view {frames}x{crop}x{crop})")
     return 0
+
+
+@exit_on_error
+def score(argv: Sequence[str] | None = None) -> int:
+    """`tools/score.py`: check runs (or submission packages) and score them against a reference.
+
+    Exit status 0 for a valid set, 1 for an invalid one, 2 for a usage error.
+    """
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="Check VMB runs or submission packages, and score them.")
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, or submission folders (with MANIFEST.sha256)")
+    parser.add_argument("--reference", type=Path, help="reference JSON (see references/); without it, times only")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="also write report.md, report.html and plots")
+    parser.add_argument("--make-reference", action="store_true", help="write a reference from these runs to -o")
+    parser.add_argument("-o", "--output", type=Path, help="the reference file written by --make-reference")
+    args = parser.parse_args(argv)
+    if args.make_reference and (args.output is None or args.reference is not None):
+        parser.error("--make-reference needs -o FILE and no --reference")
+    import json
+    import shlex
+
+    from vmb.bench import package, reference, report, validate
+
+    ref = reference.load_reference(args.reference) if args.reference else None
+    run_dirs, set_reasons = package.collect_runs(args.paths)
+    assessment = validate.assess(run_dirs, ref, set_reasons)
+    print(json.dumps(report.to_json(assessment), indent=2) if args.json else report.format_text(assessment))
+    if args.report:
+        written = report.write_report(assessment, args.report)
+        print(f"report: {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
+    if args.make_reference:
+        command = "python tools/score.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        reference.write_reference(reference.make_reference(assessment, command), args.output)
+        print(f"reference written to {args.output}", file=sys.stderr if args.json else sys.stdout)
+    return 0 if assessment.valid else 1
+
+
+@exit_on_error
+def package(argv: Sequence[str] | None = None) -> int:
+    """`tools/package.py`: gather runs into a submission folder and tarball that tools/score.py verifies."""
+    from pathlib import Path
+
+    from vmb.bench.package import make_package
+
+    parser = argparse.ArgumentParser(description="Package VMB runs into a verifiable submission folder.")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (OUTPUT_DIR of each run)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="submission folder to create")
+    args = parser.parse_args(argv)
+    tarball = make_package(args.runs, args.output)
+    print(f"packaged {len(args.runs)} run(s) into {args.output}/ and {tarball}")
+    print(f"verify with: python tools/score.py {args.output}")
+    return 0

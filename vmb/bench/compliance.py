@@ -17,13 +17,13 @@ RULE_FILES = (RULES_DIR / "common.yaml",)
 PARSER_RULESET = "6.1.0"  # selects the checker's log-line parser; all recent ones read the same :::MLLOG lines
 _TOKEN = ":::MLLOG "
 
-_FAILED_CHECK = re.compile(r"CHECK for '(?P<key>[^']*)' failed in line (?P<line>\d+):")
+_FAILED_CHECK = re.compile(r"CHECK for '(?P<key>[^']*)' failed in line (?P<index>\d+):")
 
 
-def _mllog_line_numbers(path: Path) -> list[int]:
-    """File line numbers of the lines the checker parses (it numbers them 0, 1, ... among themselves)."""
+def _mllog_lines(path: Path) -> list[tuple[int, str]]:
+    """(file line number, stripped text) of the lines the checker parses; it numbers them 0, 1, ..."""
     with open(path, encoding="latin-1") as handle:
-        return [number for number, line in enumerate(handle, start=1) if _TOKEN in line]
+        return [(number, line.strip()) for number, line in enumerate(handle, start=1) if _TOKEN in line]
 
 
 def _reason(check: str) -> str:
@@ -32,22 +32,26 @@ def _reason(check: str) -> str:
     return comment.strip() or f"check `{expression.strip()}` failed"
 
 
-def _one_line(message: str, name: str, line_numbers: list[int]) -> str:
+def _one_line(message: str, name: str, mllog_lines: list[tuple[int, str]]) -> str:
     """One reason from one (multi-line) checker message."""
     lines = message.strip().splitlines()
     failed = next((line[len("failed test: "):] for line in lines if line.startswith("failed test: ")), None)
-    key = next((_key_of(line) for line in lines if line.startswith(_TOKEN)), "?")
+    logged = next((line.strip() for line in lines if line.startswith(_TOKEN)), None)
+    where = name
+    if logged is not None:
+        where = next((f"{name}:{number}" for number, text in mllog_lines if text == logged), name)
+    key = _key_of(logged) if logged is not None else "?"
     match = _FAILED_CHECK.match(lines[0])
     if match and failed is not None:
-        index = int(match["line"])
-        where = f"{name}:{line_numbers[index]}" if index < len(line_numbers) else name
+        index = int(match["index"])  # the checker's own count is exact where equal lines repeat
+        where = f"{name}:{mllog_lines[index][0]}" if index < len(mllog_lines) else where
         return f"{where}: {match['key']}: {_reason(failed)}"
     if failed is not None:  # a check of the END block
         return f"{name}: {_reason(failed)}"
     if lines[0].startswith("Failed executing CHECK code") and len(lines) > 1:  # the check raised
-        return f"{name}: {key}: {_reason(lines[1])} (a value has the wrong type)"
+        return f"{where}: {key}: {_reason(lines[1])} (a value has the wrong type)"
     if lines[0].startswith("Failed executing"):  # a rule's POST code raised
-        return f"{name}: {key}: a value has the wrong type"
+        return f"{where}: {key}: a value has the wrong type"
     return f"{name}: {lines[0]}"
 
 
@@ -63,7 +67,7 @@ def check_log(path: Path) -> list[str]:
     name = path.name
     try:
         loglines, errors = mlp_parser.parse_file(str(path), ruleset=PARSER_RULESET)
-        line_numbers = _mllog_line_numbers(path)
+        mllog_lines = _mllog_lines(path)
     except (OSError, KeyError, TypeError, ValueError) as exc:
         return [f"{name}: the compliance checker cannot parse it ({type(exc).__name__}: {exc})"]
     if errors:
@@ -78,4 +82,4 @@ def check_log(path: Path) -> list[str]:
         except Exception as exc:  # the checker has no error contract: anything it raises is a failed check
             return [f"{name}: the compliance checker failed with {rules.name} ({type(exc).__name__}: {exc})"]
     messages = [*checker.warnings.values(), *checker.overwritable.values(), *checker.not_overwritable]
-    return [_one_line(m, name, line_numbers) for m in messages]
+    return [_one_line(m, name, mllog_lines) for m in messages]

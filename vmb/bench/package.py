@@ -12,6 +12,7 @@ runs inside. Checkpoints and tensorboard files are not packaged: the score never
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import re
 import shutil
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 import vmb
-from vmb.bench.fingerprint import file_sha256
 from vmb.bench.validate import RUN_FILES, Run, RunFolderError, load_run
 from vmb.errors import VMBError
 
@@ -32,6 +32,15 @@ _MANIFEST_LINE = re.compile(r"(?P<digest>[0-9a-f]{64}) [ *](?P<path>.+)")
 
 class PackageError(VMBError):
     """A package cannot be made from the given runs."""
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (vmb.bench.fingerprint has the same, but imports torch)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_package(path: Path) -> bool:

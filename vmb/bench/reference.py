@@ -64,8 +64,9 @@ def _field(entry: dict, key: str, kind: type, where: str) -> Any:
     else:
         ok = isinstance(value, kind)
     if not ok:
-        name = {float: "number", int: "integer", str: "string", bool: "boolean", dict: "JSON object"}[kind]
-        raise ReferenceError(f"{where}: {key} must be a {name}, got {value!r}")
+        name = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+                dict: "a JSON object"}[kind]
+        raise ReferenceError(f"{where}: {key} must be {name}, got {value!r}")
     return value
 
 

@@ -28,15 +28,15 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f} s" if value < 100 else f"{value:.1f} s"
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
-def _devices(n: int | None, unit: str | None) -> str:
-    if n is None or unit is None:
-        return "-"
-    return f"{n} {unit[:-1] if n == 1 and unit == 'GPUs' else unit}" if unit != "CPU processes" or n != 1 \
-        else "1 CPU process"
+_SINGULAR = {"GPUs": "GPU", "CPU processes": "CPU process"}
+
+
+def _devices(n: int, unit: str) -> str:
+    return f"{n} {_SINGULAR.get(unit, unit) if n == 1 else unit}"
 
 
 def _systems(a: Assessment) -> dict[str, list[Path]]:
@@ -97,9 +97,8 @@ def _suite_lines(a: Assessment) -> list[str]:
 
 def verdict(a: Assessment) -> str:
     """VALID or INVALID, and why a valid result is only provisional."""
-    problems = a.all_reasons()
     if not a.valid:
-        return f"INVALID: {len(problems) or 'no'} problem(s)"
+        return f"INVALID: {len(a.all_reasons())} problem(s)"
     provisional = [name for name, b in a.benchmarks.items() if b.summary.provisional]
     if provisional:
         return f"VALID, provisional: fewer than {OLYMPIC_MIN_RUNS} runs of {', '.join(provisional)}"
@@ -135,18 +134,20 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def format_text(a: Assessment) -> str:
     """The terminal table."""
     lines: list[str] = []
+    previous = None
     for block in blocks(a):
         kind = block[0]
-        if kind == "h":
-            lines += ["", block[1]] if lines else [block[1]]
-        elif kind == "p":
-            lines.append(block[1] if lines[-1] == "" or len(lines) == 1 else f"\n{block[1]}")
+        if kind == "h" or (kind == "p" and previous != "h"):
+            lines.append("")
+        if kind in ("h", "p"):
+            lines.append(block[1])
         elif kind == "table":
             lines += _text_table(block[1], block[2])
         elif kind == "list":
             lines += [f"  {item}" for item in block[1]]
+        previous = kind
     lines += ["", verdict(a)]
-    return "\n".join(lines)
+    return "\n".join(lines).lstrip("\n")
 
 
 def _md_cell(text: str) -> str:
@@ -277,7 +278,7 @@ def plot_top1(a: Assessment, path: Path) -> None:
 def plot_times(a: Assessment, path: Path) -> None:
     """Time to target of every run (a cross: missed the target), the benchmark's time and the reference's."""
     names = list(a.benchmarks)
-    fig = Figure(figsize=(8, 1.2 + 0.8 * max(1, len(names))))
+    fig = Figure(figsize=(10, 1.4 + 0.8 * max(1, len(names))))
     ax = fig.subplots()
     all_times = [c.run.result["time_to_target_s"] for b in a.benchmarks.values() for c in b.runs]
     scale, unit = _time_unit(max(all_times, default=0.0))
@@ -290,10 +291,14 @@ def plot_times(a: Assessment, path: Path) -> None:
             ax.plot([b.summary.t_bench / scale] * 2, [y - 0.3, y + 0.3], color="C1", linewidth=2)
         if b.reference is not None:
             ax.plot([b.reference.t_ref_s / scale] * 2, [y - 0.3, y + 0.3], color="k", linestyle="--")
+    ax.plot([], [], "o", color="C0", label="run")
+    ax.plot([], [], "x", color="C0", label="run that missed the target (its stop time)")
+    ax.plot([], [], color="C1", linewidth=2, label="t_bench")
+    ax.plot([], [], color="k", linestyle="--", label="t_ref")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(-0.7, max(0.7, len(names) - 0.3))
-    ax.set(xlabel=f"time to target ({unit})  o run, x missed the target, orange t_bench, dashed t_ref",
-           title="time to target per run")
+    ax.set(xlabel=f"time to target ({unit})", title="time to target per run")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 

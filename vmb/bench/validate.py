@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -100,16 +101,11 @@ def _check_result_fields(result: dict, path: Path) -> None:
         if key not in result:
             raise RunFolderError(f"{path}: field {key} is missing")
         if not _is_type(result[key], kind):
-            name = kind if isinstance(kind, str) else kind.__name__
-            raise RunFolderError(f"{path}: field {key} must be a {name}, got {result[key]!r}")
+            name = {_NUMBER: "a number", _INT: "an integer", str: "a string", list: "a list"}[kind]
+            raise RunFolderError(f"{path}: field {key} must be {name}, got {result[key]!r}")
 
 
-def load_run(path: Path) -> Run:
-    """Parse the run folder at `path`.
-
-    Raises:
-        RunFolderError: the path is not a folder, is unreadable, lacks a file, or a file is malformed.
-    """
+def _read_run(path: Path) -> Run:
     try:
         if not path.is_dir():
             raise RunFolderError(f"{path}: no such folder" if not path.exists() else f"{path}: not a run folder")
@@ -126,16 +122,26 @@ def load_run(path: Path) -> Run:
         raise RunFolderError(f"{path}: incomplete run folder ({', '.join(missing)} missing)")
     result = _read_json(path / RESULT)
     _check_result_fields(result, path / RESULT)
+    config = config_from_yaml_text(_read_text(path / CONFIG), str(path / CONFIG))
     try:
-        config = config_from_yaml_text(_read_text(path / CONFIG), str(path / CONFIG))
         events = read_events(path / RUN_LOG)
-    except RunFolderError:
-        raise
-    except VMBError as exc:
-        raise RunFolderError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RunFolderError(f"{path / RUN_LOG}: cannot read it ({exc})") from None
     return Run(path, result, events, config, _read_json(path / SYSTEM))
+
+
+def load_run(path: Path) -> Run:
+    """Parse the run folder at `path`.
+
+    Raises:
+        RunFolderError: `<path>: <reason>` when the path is not a folder, is unreadable, lacks a file, or a
+            file is malformed (files are named relative to the folder).
+    """
+    try:
+        return _read_run(path)
+    except VMBError as exc:
+        text = str(exc).replace(f"{path}{os.sep}", "")
+        raise RunFolderError(text if text.startswith(f"{path}: ") else f"{path}: {text}") from None
 
 
 # ---------------------------------------------------------------------------------------------- per run
@@ -291,7 +297,8 @@ def system_line(system: dict) -> str:
         count = per_node * nodes if _is_type(per_node, _INT) and _is_type(nodes, _INT) else "?"
         devices = f"{count} x {get('accelerator_model_name')} ({get('accelerator_memory_capacity')})"
     else:
-        devices = f"CPU only, {get('processes')} process(es)"
+        processes = get("processes")
+        devices = f"CPU only, {processes} process{'' if processes == '1' else 'es'}"
     return (f"{devices}; CPU {get('host_processor_model_name')} ({get('host_processor_core_count')} cores); "
             f"memory {get('host_memory_capacity')}; {get('framework')}")
 
@@ -318,8 +325,8 @@ class BenchmarkResult:
     benchmark: rules.Benchmark
     runs: list[RunCheck]
     summary: TimeSummary
-    n_devices: int | None
-    device_unit: str | None
+    n_devices: int
+    device_unit: str
     reference: ReferenceEntry | None
     score: float | None
     reasons: list[str] = field(default_factory=list)
@@ -365,9 +372,7 @@ def check_path(path: Path) -> RunCheck:
     try:
         run = load_run(path)
     except RunFolderError as exc:
-        reason = str(exc).splitlines()[0]
-        prefix = f"{path}: "
-        return RunCheck(path, None, [reason[len(prefix):] if reason.startswith(prefix) else reason])
+        return RunCheck(path, None, [str(exc).splitlines()[0].removeprefix(f"{path}: ")])
     return RunCheck(path, run, check_run(run))
 
 

@@ -73,9 +73,22 @@ def launch(num_processes: int, fn: Callable, *args) -> None:
                        "its error is printed above") from None
 
 
-def setup(num_gpus: int) -> Context:
-    """Join the process group if there is one and pick this process's device."""
+def cpu_threads(cpu_count: int, local_processes: int, num_workers: int) -> int:
+    """Intra-op threads for a CPU training process: its share of the cores minus its decoding workers.
+
+    OpenMP threads spin while they wait, so oversubscribing the cores (threads + workers > cores) makes
+    every step several times slower rather than a little slower.
+    """
+    return max(1, cpu_count // local_processes - num_workers)
+
+
+def setup(num_gpus: int, num_workers: int = 0) -> Context:
+    """Join the process group if there is one and pick this process's device (and, on the CPU, its
+    thread count; see `cpu_threads`)."""
     cuda = use_cuda(num_gpus)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if not cuda:
+        torch.set_num_threads(cpu_threads(os.cpu_count() or 1, local_processes, num_workers))
     if not launched_by_torchrun():
         return Context(0, 1, 0, torch.device("cuda", 0) if cuda else torch.device("cpu"))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

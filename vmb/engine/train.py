@@ -116,7 +116,7 @@ def _train_step(model, clips, labels, optimizer, scaler, mixup, autocast, clip_n
 
 def run(cfg: CfgNode) -> dict | None:
     """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0."""
-    ctx = distributed.setup(cfg.NUM_GPUS)
+    ctx = distributed.setup(cfg.NUM_GPUS, cfg.DATA_LOADER.NUM_WORKERS)
     out_dir = Path(cfg.OUTPUT_DIR)
     resumed_from_ms = distributed.broadcast_object(prepare_output_dir(out_dir) if ctx.is_main else None)
     runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
@@ -195,6 +195,9 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
     window_start, window_steps, train_seconds, train_clips = time.perf_counter(), 0, 0.0, 0
     for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         runlog.start(C.EPOCH_START, epoch_num=epoch + 1)
+        # Dropout, drop path and MixUp draw from torch's generator: reseeded per epoch so that a resumed
+        # run continues exactly as an uninterrupted one (the data order is seeded by the sampler).
+        torch.manual_seed((cfg.RNG_SEED * 1000 + epoch) * 1000 + ctx.rank)
         train_loader.sampler.set_epoch(epoch)
         train_model.train()
         epoch_failures = 0

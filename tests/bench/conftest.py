@@ -1,0 +1,132 @@
+"""Run folders for the scorer's tests: two real tiny runs (trained once per session) and hand-made runs.
+
+The tiny runs belong to two test-only benchmarks, tiny_cnn and tiny_transformer (suite "tiny"), whose
+canonical configs are the tiny X3D of tests/conftest.py with a 40 % target; the `tiny_benchmarks` fixture
+registers them in vmb.bench.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
+the real RunLog with chosen times, seeds and outcomes, for the arithmetic of several runs.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import time
+
+import pytest
+
+from vmb.bench import rules
+from vmb.bench.runlog import RunLog
+from vmb.bench.system import describe_system
+from vmb.config import config_digest, load_config
+from vmb.engine import train
+
+TINY_SUITE = "tiny"
+TINY_TARGET = 40.0
+TINY_BENCHMARKS = {"tiny_cnn": "cnn", "tiny_transformer": "transformer"}
+FAKE_FINGERPRINT = "sha256:" + "ab" * 32
+
+
+@pytest.fixture(scope="session")
+def tiny_canonical(tmp_path_factory, tiny_videos_dir, tiny_train_args, smoke_config) -> dict[str, pathlib.Path]:
+    """name -> canonical config file of each tiny benchmark."""
+    root = tmp_path_factory.mktemp("tiny_canonical")
+    configs = {}
+    for name in TINY_BENCHMARKS:
+        cfg = load_config(smoke_config, tiny_train_args(tiny_videos_dir, root / "unused", "BENCHMARK.NAME", name,
+                                                        "BENCHMARK.TARGET_TOP1", TINY_TARGET, "SOLVER.MAX_EPOCH", 10))
+        configs[name] = root / f"{name}.yaml"
+        configs[name].write_text(cfg.dump())
+    return configs
+
+
+@pytest.fixture
+def tiny_benchmarks(monkeypatch, tiny_canonical) -> dict[str, rules.Benchmark]:
+    """Register tiny_cnn and tiny_transformer as benchmarks for the duration of one test."""
+    benchmarks = {name: rules.Benchmark(name, cls, TINY_SUITE, tiny_canonical[name])
+                  for name, cls in TINY_BENCHMARKS.items()}
+    for name, benchmark in benchmarks.items():
+        monkeypatch.setitem(rules.BENCHMARKS, name, benchmark)
+    return benchmarks
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, tiny_canonical, tiny_videos_dir) -> dict[str, pathlib.Path]:
+    """name -> one real finished run of each tiny benchmark (read-only by convention: copy to tamper)."""
+    root = tmp_path_factory.mktemp("tiny_runs")
+    runs = {}
+    for name, config in tiny_canonical.items():
+        out = root / name
+        cfg = load_config(config, ["OUTPUT_DIR", str(out), "DATA.PATH_TO_DATA_DIR", str(tiny_videos_dir),
+                                   "TENSORBOARD.ENABLE", "False"])
+        result = train.run(cfg)
+        assert result["status"] == "success", result["evals"]
+        runs[name] = out
+    return runs
+
+
+def copy_run(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
+    """A copy of a run folder without its checkpoint."""
+    return pathlib.Path(shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoint.pyth", "tensorboard")))
+
+
+@pytest.fixture
+def run_copy(tiny_runs, tmp_path) -> pathlib.Path:
+    """A private copy of the real tiny_cnn run, to tamper with."""
+    return copy_run(tiny_runs["tiny_cnn"], tmp_path / "tiny_cnn_copy")
+
+
+def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, seed: int, success: bool = True,
+                   n_devices: int = 1, fingerprint: str = FAKE_FINGERPRINT) -> pathlib.Path:
+    """A consistent run folder of the benchmark of `canonical` that took `seconds` from run_start to
+    run_stop: four evaluations, the last one reaching the target iff `success`."""
+    cfg = load_config(canonical, ["OUTPUT_DIR", str(out), "RNG_SEED", str(seed)])
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(cfg.dump())
+    (out / "system.json").write_text(json.dumps(describe_system("cpu", n_devices, 1)))
+    log = RunLog(out / "run_log.txt", True)
+    log.start("init_start")
+    train._log_submission(log, cfg, n_devices)
+    start = int(time.time() * 1000) + 1
+    stop = start + round(seconds * 1000)
+    log.end("init_stop", time_ms=start)
+    log.start("run_start", time_ms=start)
+    log.event("train_samples", 16, time_ms=start)
+    log.event("eval_samples", 7, time_ms=start)
+    target = cfg.BENCHMARK.TARGET_TOP1
+    top1 = [target - 20, target - 10, target - 5, target + 2 if success else target - 1]
+    evals = []
+    for i, value in enumerate(top1, start=1):
+        epoch, when = i / 2, start + (stop - start) * i // len(top1)
+        if i % 2:
+            log.start("epoch_start", time_ms=when, epoch_num=(i + 1) // 2)
+        log.start("eval_start", time_ms=when, epoch_num=epoch)
+        log.event("eval_accuracy", value, time_ms=when, epoch_num=epoch)
+        log.end("eval_stop", time_ms=when, epoch_num=epoch)
+        if i % 2 == 0:
+            log.event("vmb_decode_failures", 0, time_ms=when, epoch_num=i // 2)
+            log.end("epoch_stop", time_ms=when, epoch_num=i // 2)
+        evals.append({"epoch": epoch, "top1": value, "elapsed_s": (when - start) / 1000})
+    status = "success" if success else "aborted"
+    log.end("run_stop", time_ms=stop, status=status, epoch_num=evals[-1]["epoch"])
+    log.close()
+    result = {
+        "benchmark": cfg.BENCHMARK.NAME, "arch": cfg.MODEL.ARCH, "status": status,
+        "time_to_target_s": (stop - start) / 1000, "run_start_ms": start, "run_stop_ms": stop,
+        "target_top1": target, "best_top1": max(top1), "epochs": evals[-1]["epoch"], "evals": evals,
+        "n_devices": n_devices, "device_type": "cpu", "global_batch_size": cfg.TRAIN.BATCH_SIZE, "seed": seed,
+        "train_clips_per_s": 10.0, "decode_failures": 0, "config_digest": config_digest(cfg),
+        "fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS), "dataset_fingerprint": fingerprint,
+        "vmb_version": "0.1.0",
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return out
+
+
+@pytest.fixture
+def fake_run(tiny_canonical, tmp_path):
+    """`fake_run(name, seconds, seed, benchmark="tiny_cnn", **kw)` writes a hand-made run into tmp_path/name."""
+
+    def make(name: str, seconds: float, seed: int, benchmark: str = "tiny_cnn", **kwargs) -> pathlib.Path:
+        return write_fake_run(tmp_path / name, tiny_canonical[benchmark], seconds, seed, **kwargs)
+
+    return make

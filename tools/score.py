@@ -1,0 +1,7 @@
+"""Check VMB runs or submission packages and score them: python tools/score.py RUNS... [--reference FILE]"""
+import sys
+
+from vmb.cli import score
+
+if __name__ == "__main__":
+    sys.exit(score())
