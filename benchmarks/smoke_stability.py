@@ -3,7 +3,7 @@
     python benchmarks/smoke_stability.py --cfg configs/smoke/X3D.yaml --seeds 0 1 2 3 4 --out runs/stability
 
 Prints, per seed, the status, time to target, epochs and training clips/s, then the mean, the
-coefficient of variation (population standard deviation / mean) and the min/max ratio. Runs are
+coefficient of variation (sample standard deviation / mean, as tools/score.py) and the min/max ratio. Runs are
 sequential so they do not share the CPU. Extra `KEY VALUE` pairs go to every run.
 """
 from __future__ import annotations
@@ -44,10 +44,10 @@ def main() -> int:
     epochs = [r["epochs"] for r in rows]
     failed = sum(r["status"] != "success" for r in rows)
     mean = statistics.fmean(times)
-    cv = statistics.pstdev(times) / mean
+    cv = statistics.stdev(times) / mean
     print(f"{name}: {len(rows)} runs, {failed} missed the target; time to target mean {mean:.1f} s, "
           f"CV {100 * cv:.1f} %, min {min(times):.1f} s, max {max(times):.1f} s (max/min {max(times) / min(times):.2f}); "
-          f"epochs mean {statistics.fmean(epochs):.2f}, CV {100 * statistics.pstdev(epochs) / statistics.fmean(epochs):.1f} %")
+          f"epochs mean {statistics.fmean(epochs):.2f}, CV {100 * statistics.stdev(epochs) / statistics.fmean(epochs):.1f} %")
     return 0
 
 

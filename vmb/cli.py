@@ -105,6 +105,7 @@ def score(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.make_reference and (args.output is None or args.reference is not None):
         parser.error("--make-reference needs -o FILE and no --reference")
+    # Imported after parsing, so that a usage error answers at once.
     import json
     import shlex
 

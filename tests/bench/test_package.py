@@ -8,7 +8,8 @@ import tarfile
 import pytest
 
 from vmb.bench.package import MANIFEST, PackageError, collect_runs, make_package, verify_package
-from vmb.bench.validate import RUN_FILES, assess
+from vmb.bench.runlog import RUN_FILES
+from vmb.bench.validate import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 

@@ -73,3 +73,9 @@ def test_text_and_json(scored):
     assert data["benchmarks"]["tiny_transformer"]["score"] == pytest.approx(1.0)
     assert data["benchmarks"]["tiny_cnn"]["failed"] == 1
     assert [r["system"] for r in data["runs"]] == ["S1"] * 5
+
+
+def test_unwritable_report_folder_is_one_line(fake_run, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(report.ReportError, match="cannot write the report to .*a_file/out"):
+        report.write_report(assess([fake_run("a", 10, 0)]), tmp_path / "a_file" / "out")

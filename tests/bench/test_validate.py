@@ -175,6 +175,7 @@ def test_unknown_benchmark(run_copy):
     ("n_devices", 4, "submission_platform is '1xcpu'"),
     ("run_start_ms", 5, "run_start_ms/run_stop_ms are not the log's"),
     ("evals", [], "evals do not match the log"),
+    ("device_type", "tpu", "device_type 'tpu' is neither"),
 ])
 def test_tampered_result_disagrees_with_log(run_copy, field, value, needle):
     edit_json(run_copy / "result.json", **{field: value})
@@ -353,3 +354,20 @@ def test_device_unit_must_match_the_reference(fake_run, tmp_path):
     write_reference(data, ref_path)
     a = assess([fake_run("b", 100, 1)], load_reference(ref_path))
     assert a.all_reasons() == ["tiny_cnn: runs count CPU processes but the reference counts GPUs"]
+
+
+def test_unforeseen_error_is_one_line_for_that_run(run_copy, monkeypatch):
+    def broken(run):
+        raise RuntimeError("surprise\nsecond line")
+
+    monkeypatch.setattr(validate, "check_run", broken)
+    assert reasons(run_copy) == ["cannot be checked (RuntimeError: surprise)"]
+
+
+def test_metadata_of_the_wrong_type(run_copy):
+    lines = log_lines(run_copy)
+    record = json.loads(lines[-1][len(":::MLLOG "):])
+    record["metadata"] = [1, 2]
+    lines[-1] = ":::MLLOG " + json.dumps(record)
+    write_log(run_copy, lines)
+    only_reason(run_copy, "malformed MLLOG line", "metadata")

@@ -4,8 +4,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from vmb.data.kinetics import read_split_csv
-
 _CHUNK = 1 << 20
 
 
@@ -23,6 +21,8 @@ def dataset_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str
     It reads every byte, so the trainer computes it after run_stop: reading the files before the timed
     region would warm the page cache for the run.
     """
+    from vmb.data.kinetics import read_split_csv  # here, not at the top: the scorer imports this module
+
     data_dir = Path(data_dir)
     root = Path(path_prefix) if path_prefix else data_dir
     digest = hashlib.sha256()

@@ -12,7 +12,6 @@ runs inside. Checkpoints and tensorboard files are not packaged: the score never
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import re
 import shutil
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 import vmb
-from vmb.bench.validate import RUN_FILES, Run, RunFolderError, load_run
+from vmb.bench.fingerprint import file_sha256
+from vmb.bench.runlog import RUN_FILES
+from vmb.bench.validate import Run, RunFolderError, load_run
 from vmb.errors import VMBError
 
 MANIFEST = "MANIFEST.sha256"
@@ -34,17 +35,11 @@ class PackageError(VMBError):
     """A package cannot be made from the given runs."""
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in chunks (vmb.bench.fingerprint has the same, but imports torch)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_package(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
+    try:
+        return (path / MANIFEST).is_file()
+    except OSError:  # an unreadable folder is reported when it is loaded as a run
+        return False
 
 
 def _readme(runs: dict[str, Run], folder: str) -> str:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from vmb.bench.runlog import RUN_START, find
 from vmb.bench.score import OLYMPIC_MIN_RUNS
 from vmb.bench.validate import Assessment, BenchmarkResult, Run, system_line
+from vmb.errors import VMBError
 
 TOP1_PLOT, TIMES_PLOT, SCORES_PLOT = "top1_vs_time.png", "time_to_target.png", "scores.png"
 
@@ -53,7 +54,14 @@ def _system_ids(a: Assessment) -> dict[Path, str]:
 
 
 def _method(b: BenchmarkResult) -> str:
+    if not b.valid:
+        return "invalid (see problems)"
     return f"{b.summary.method} (provisional)" if b.summary.provisional else b.summary.method
+
+
+def _t_bench(b: BenchmarkResult) -> float | None:
+    """The benchmark's time, shown only when all its runs and checks are valid."""
+    return b.summary.t_bench if b.valid else None
 
 
 def _runs_table(a: Assessment) -> Block:
@@ -76,7 +84,7 @@ def _benchmarks_table(a: Assessment) -> Block:
     rows = []
     for name, b in a.benchmarks.items():
         s, ref = b.summary, b.reference
-        rows.append([name, b.benchmark.model_class, str(s.n_runs), str(s.n_failed), _seconds(s.t_bench), _method(b),
+        rows.append([name, b.benchmark.model_class, str(s.n_runs), str(s.n_failed), _seconds(_t_bench(b)), _method(b),
                      _seconds(s.min_s), _seconds(s.max_s), "-" if s.cv is None else f"{100 * s.cv:.1f}%",
                      _devices(b.n_devices, b.device_unit), _seconds(ref.t_ref_s) if ref else "-",
                      _devices(ref.n_devices_ref, ref.device_unit) if ref else "-", _number(b.score)])
@@ -217,7 +225,7 @@ def to_json(a: Assessment) -> dict[str, Any]:
         s, ref = b.summary, b.reference
         benchmarks[name] = {
             "model_class": b.benchmark.model_class, "suite": b.benchmark.suite, "valid": b.valid,
-            "reasons": b.reasons, "runs": s.n_runs, "failed": s.n_failed, "t_bench_s": s.t_bench,
+            "reasons": b.reasons, "runs": s.n_runs, "failed": s.n_failed, "t_bench_s": _t_bench(b),
             "method": s.method, "provisional": s.provisional, "min_s": s.min_s, "max_s": s.max_s, "cv": s.cv,
             "n_devices": b.n_devices, "device_unit": b.device_unit,
             "t_ref_s": ref.t_ref_s if ref else None, "n_devices_ref": ref.n_devices_ref if ref else None,
@@ -287,8 +295,8 @@ def plot_times(a: Assessment, path: Path) -> None:
         for check in b.runs:
             run = check.run
             ax.plot(run.result["time_to_target_s"] / scale, y, "o" if run.success else "x", color="C0")
-        if b.summary.t_bench is not None:
-            ax.plot([b.summary.t_bench / scale] * 2, [y - 0.3, y + 0.3], color="C1", linewidth=2)
+        if _t_bench(b) is not None:
+            ax.plot([_t_bench(b) / scale] * 2, [y - 0.3, y + 0.3], color="C1", linewidth=2)
         if b.reference is not None:
             ax.plot([b.reference.t_ref_s / scale] * 2, [y - 0.3, y + 0.3], color="k", linestyle="--")
     ax.plot([], [], "o", color="C0", label="run")
@@ -323,8 +331,23 @@ def plot_scores(a: Assessment, path: Path) -> None:
     _save(fig, path)
 
 
+class ReportError(VMBError):
+    """The report folder cannot be written."""
+
+
 def write_report(a: Assessment, out_dir: Path) -> list[Path]:
-    """Write report.md, report.html and the PNG plots into `out_dir`; return the files written."""
+    """Write report.md, report.html and the PNG plots into `out_dir`; return the files written.
+
+    Raises:
+        ReportError: `out_dir` cannot be created or written.
+    """
+    try:
+        return _write_report(a, out_dir)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out_dir} ({exc.strerror or exc})") from None
+
+
+def _write_report(a: Assessment, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     images = [(TOP1_PLOT, "validation top-1 against wall-clock time, with the target"),
               (TIMES_PLOT, "time to target per run")]

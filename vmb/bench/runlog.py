@@ -17,6 +17,9 @@ from mlperf_logging.mllog import constants
 from vmb.errors import VMBError
 
 PREFIX = ":::MLLOG "
+# The files of a run folder (OUTPUT_DIR), written by the trainer and read by the scorer.
+RUN_LOG, RESULT, CONFIG, SYSTEM = "run_log.txt", "result.json", "config.yaml", "system.json"
+RUN_FILES = (RUN_LOG, RESULT, CONFIG, SYSTEM)
 RESUME = "vmb_resume"  # our own key: the run was restarted from a checkpoint; the clock kept running
 DECODE_FAILURES = "vmb_decode_failures"  # our own key: training videos replaced in an epoch
 
@@ -85,9 +88,11 @@ def read_events(path: Path) -> list[LogEvent]:
                 continue
             try:
                 record = json.loads(line[len(PREFIX):])
+                if not isinstance(record, dict) or not isinstance(record.get("metadata") or {}, dict):
+                    raise ValueError("not a JSON object with an object as metadata")
                 events.append(LogEvent(int(record["time_ms"]), record["event_type"], record["key"],
                                        record.get("value"), record.get("metadata") or {}, line_no))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
                 raise LogFormatError(f"{path}:{line_no}: malformed MLLOG line ({exc})") from None
     return events
 

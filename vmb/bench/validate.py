@@ -17,14 +17,13 @@ from fvcore.common.config import CfgNode
 
 from vmb.bench import compliance, rules
 from vmb.bench.reference import Reference, ReferenceEntry, check_reference_entry
-from vmb.bench.runlog import RUN_START, RUN_STOP, LogEvent, find, read_events
+from vmb.bench.runlog import (CONFIG, RESULT, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP, SYSTEM, LogEvent, find,
+                              read_events)
 from vmb.bench.score import (MODEL_CLASSES, TimeSummary, benchmark_score, device_unit, model_score,
                              summarize_times)
 from vmb.config import config_digest, config_from_yaml_text, flat_items, load_config
 from vmb.errors import VMBError
 
-RUN_LOG, RESULT, CONFIG, SYSTEM = "run_log.txt", "result.json", "config.yaml", "system.json"
-RUN_FILES = (RUN_LOG, RESULT, CONFIG, SYSTEM)
 SUCCESS = "success"
 
 _NUMBER, _INT = "number", "integer"
@@ -219,8 +218,9 @@ def _check_start_stop(run: Run) -> list[str]:
                        f"{log_seconds} (run_stop - run_start)")
     if (result["run_start_ms"], result["run_stop_ms"]) != (start.time_ms, stop.time_ms):
         reasons.append(f"{RESULT}: run_start_ms/run_stop_ms are not the log's")
-    if result["status"] != stop.metadata.get("status"):
-        reasons.append(f"{RESULT}: status is {result['status']!r} but run_stop says {stop.metadata.get('status')!r}")
+    logged_status = stop.metadata.get("status") if isinstance(stop.metadata, dict) else None
+    if result["status"] != logged_status:
+        reasons.append(f"{RESULT}: status is {result['status']!r} but run_stop says {logged_status!r}")
     if run.events[-1] is not stop:
         reasons.append(f"{RUN_LOG}:{run.events[-1].line_no}: {run.events[-1].key} after run_stop")
     return reasons
@@ -265,6 +265,8 @@ def _check_header(run: Run) -> list[str]:
     if system != (result["n_devices"], result["device_type"]):
         reasons.append(f"{SYSTEM}: {system[0]!r} processes on {system[1]!r} but {RESULT} says "
                        f"{result['n_devices']} on {result['device_type']!r}")
+    if result["device_type"] not in ("cpu", "cuda"):
+        reasons.append(f"{RESULT}: device_type {result['device_type']!r} is neither 'cpu' nor 'cuda'")
     if result["status"] not in (SUCCESS, "aborted"):
         reasons.append(f"{RESULT}: status {result['status']!r} is neither 'success' nor 'aborted'")
     return reasons
@@ -373,7 +375,11 @@ def check_path(path: Path) -> RunCheck:
         run = load_run(path)
     except RunFolderError as exc:
         return RunCheck(path, None, [str(exc).splitlines()[0].removeprefix(f"{path}: ")])
-    return RunCheck(path, run, check_run(run))
+    try:
+        return RunCheck(path, run, check_run(run))
+    except Exception as exc:  # a submission the checks did not foresee: one line for this run, not a traceback
+        detail = (str(exc).splitlines() or [""])[0]
+        return RunCheck(path, run, [f"cannot be checked ({type(exc).__name__}: {detail})"])
 
 
 def _distinct(values: list) -> list:

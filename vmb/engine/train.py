@@ -22,7 +22,7 @@ from tqdm import tqdm
 import vmb
 from vmb.bench import rules
 from vmb.bench.fingerprint import dataset_fingerprint
-from vmb.bench.runlog import DECODE_FAILURES, RESUME, RunLog, find, read_events
+from vmb.bench.runlog import CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog, find, read_events
 from vmb.bench.system import describe_system
 from vmb.config import config_digest
 from vmb.data.loader import build_loaders
@@ -35,9 +35,6 @@ from vmb.engine.mixup import build_mixup
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
 from vmb.errors import VMBError
 from vmb.models.build import build_model
-
-RUN_LOG = "run_log.txt"
-RESULT = "result.json"
 
 
 def _now_ms() -> int:
@@ -134,9 +131,9 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
         runlog.start(C.INIT_START)
         _log_submission(runlog, cfg, ctx.world_size)
     if main:
-        (out_dir / "config.yaml").write_text(cfg.dump())
+        (out_dir / CONFIG).write_text(cfg.dump())
         num_nodes = max(1, ctx.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
-        _write_json(out_dir / "system.json", describe_system(device.type, ctx.world_size, num_nodes))
+        _write_json(out_dir / SYSTEM, describe_system(device.type, ctx.world_size, num_nodes))
         if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
             ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
                 train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
@@ -231,10 +228,10 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
                 epoch_progress = done / iters_per_epoch
                 runlog.start(C.EVAL_START, epoch_num=epoch_progress)
                 correct, total = evaluate(model, val_loader, device, mean, std, autocast)
-                top1 = 100.0 * correct / total
-                runlog.event(C.EVAL_ACCURACY, top1, epoch_num=epoch_progress)
-                runlog.end(C.EVAL_STOP, epoch_num=epoch_progress)
-                evals.append([epoch_progress, top1, (_now_ms() - run_start_ms) / 1000.0])
+                top1, eval_ms = 100.0 * correct / total, _now_ms()
+                runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch_progress)
+                runlog.end(C.EVAL_STOP, time_ms=eval_ms, epoch_num=epoch_progress)
+                evals.append([epoch_progress, top1, (eval_ms - run_start_ms) / 1000.0])
                 if writer:
                     writer.add_scalar("val/top1", top1, done)
                 if main:
