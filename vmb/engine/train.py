@@ -1,8 +1,9 @@
 """The timed run: train until validation top-1 reaches the target, as in MLPerf Training.
 
 The clock is the run log's wall clock: run_start is logged before any video is read (only the split CSVs
-and the files' existence are checked before it), run_stop right after the first evaluation that reaches the target. Evaluation and
-checkpointing count; nothing pauses the clock, not even a restart (the first run_start stays).
+and the files' existence are checked before it), run_stop right after the first evaluation that reaches
+the target. Evaluation and checkpointing count; nothing pauses the clock, not even a restart (the first
+run_start stays).
 """
 from __future__ import annotations
 

@@ -1,0 +1,30 @@
+"""The device/thread policy of vmb.engine.distributed, without starting processes."""
+import os
+
+import pytest
+import torch
+
+from vmb.engine import distributed
+
+
+@pytest.mark.parametrize("cores, processes, workers, expected", [
+    (2, 1, 0, 2),   # no decode workers: every core trains
+    (2, 1, 1, 1),   # the smoke configs: one core decodes, one trains
+    (2, 2, 1, 1),   # never below one thread
+    (16, 4, 2, 2),  # 4 processes share 16 cores, each keeps 2 for its workers
+])
+def test_cpu_threads_leave_cores_to_decode_workers(cores, processes, workers, expected):
+    assert distributed.cpu_threads(cores, processes, workers) == expected
+
+
+def test_setup_without_torchrun_is_one_cpu_process(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    try:
+        ctx = distributed.setup(num_gpus=0, num_workers=0)
+        assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.device.type) == (0, 1, True, "cpu")
+        assert torch.get_num_threads() == distributed.cpu_threads(os.cpu_count() or 1, 1, 0)
+        assert distributed.processes_to_spawn(0) == 1
+    finally:
+        torch.set_num_threads(threads)
