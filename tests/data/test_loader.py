@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from vmb.config import load_config
-from vmb.data.loader import ShardSampler, TrainSampler, build_loaders, clip_spec_from_cfg, per_process_batch
+from vmb.data.kinetics import KineticsDataset
+from vmb.data.loader import (CachedValLoader, ShardSampler, TrainSampler, build_loaders, clip_spec_from_cfg,
+                             per_process_batch)
 from vmb.errors import ConfigError
 
 
@@ -135,3 +138,29 @@ def test_build_loaders_uneven_batch(tiny_videos_dir):
     cfg = tiny_cfg(tiny_videos_dir, "TRAIN.BATCH_SIZE", "6")
     with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE"):
         build_loaders(cfg, 0, 4, pin_memory=False)
+
+
+def test_cached_val_loader_replays_the_first_pass_without_decoding(tiny_videos_dir, monkeypatch):
+    _, decoding = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, pin_memory=False)
+    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, pin_memory=False)
+    assert isinstance(cached, CachedValLoader) and len(cached) == len(decoding) == 3
+    expected = list(decoding)
+    reads = []
+    original = KineticsDataset.__getitem__
+    monkeypatch.setattr(KineticsDataset, "__getitem__", lambda self, key: reads.append(key) or original(self, key))
+    for _ in range(3):
+        batches = list(cached)
+        assert len(batches) == len(expected)
+        for (clips, labels, _), (want_clips, want_labels, _) in zip(batches, expected):
+            assert torch.equal(clips, want_clips) and torch.equal(labels, want_labels)
+    assert len(reads) == 7  # every val video decoded once, in the first pass only
+
+
+def test_cached_val_loader_keeps_nothing_from_an_unfinished_pass(tiny_videos_dir, monkeypatch):
+    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, pin_memory=False)
+    next(iter(cached))  # a pass abandoned after one batch
+    reads = []
+    original = KineticsDataset.__getitem__
+    monkeypatch.setattr(KineticsDataset, "__getitem__", lambda self, key: reads.append(key) or original(self, key))
+    assert sum(len(labels) for _, labels, _ in cached) == 7
+    assert len(reads) == 7  # the full pass decoded again

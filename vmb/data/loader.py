@@ -1,7 +1,7 @@
 """Data loaders: per-process shards of the global batch, and an exact (unpadded) validation split."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Union
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -76,6 +76,37 @@ def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, nu
     )
 
 
+class CachedValLoader:
+    """Validation batches decoded once, then replayed from memory.
+
+    Validation clips are deterministic (centre clip, centre crop), so every evaluation after the first
+    sees exactly the tensors a fresh decode would give: caching changes the cost of an evaluation, never
+    its result. The cache is kept only after a complete pass; the decoding loader (and its workers) is
+    then released. Memory: the whole validation split as uint8 clips, shared by no other process.
+    """
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.dataset = loader.dataset
+        self._loader: DataLoader | None = loader
+        self._batches: list | None = None
+
+    def __len__(self) -> int:
+        return len(self._batches) if self._batches is not None else len(self._loader)
+
+    def __iter__(self) -> Iterator:
+        if self._batches is not None:
+            yield from self._batches
+            return
+        batches = []
+        for batch in self._loader:
+            batches.append(batch)
+            yield batch
+        self._batches, self._loader = batches, None
+
+
+ValLoader = Union[DataLoader, CachedValLoader]
+
+
 def clip_spec_from_cfg(cfg) -> ClipSpec:
     """The ClipSpec the config describes (DATA.* and AUG.*)."""
     d = cfg.DATA
@@ -94,9 +125,9 @@ def clip_spec_from_cfg(cfg) -> ClipSpec:
     )
 
 
-def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool) -> tuple[DataLoader, DataLoader]:
+def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool) -> tuple[DataLoader, ValLoader]:
     """(train loader, val loader) for this process; pages are pinned only if `pin_memory` (CUDA) and
-    DATA_LOADER.PIN_MEMORY."""
+    DATA_LOADER.PIN_MEMORY. With TEST.CACHE_CLIPS the val loader decodes once and replays from memory."""
     clip = clip_spec_from_cfg(cfg)
     common = dict(data_dir=cfg.DATA.PATH_TO_DATA_DIR, num_classes=cfg.MODEL.NUM_CLASSES, clip=clip,
                   seed=cfg.RNG_SEED, num_retries=cfg.DATA.NUM_RETRIES, path_prefix=cfg.DATA.PATH_PREFIX)
@@ -110,4 +141,4 @@ def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool) -> tuple[Da
     val_batch = -(-cfg.TEST.BATCH_SIZE // world_size)
     val_loader = build_loader(val_set, ShardSampler(len(val_set), rank, world_size), val_batch,
                               drop_last=False, **loader_args)
-    return train_loader, val_loader
+    return train_loader, CachedValLoader(val_loader) if cfg.TEST.CACHE_CLIPS else val_loader

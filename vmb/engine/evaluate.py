@@ -5,14 +5,14 @@ from contextlib import AbstractContextManager
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
+from vmb.data.loader import ValLoader
 from vmb.data.transforms import normalize
 from vmb.engine import distributed
 from vmb.errors import VMBError
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, mean: Sequence[float],
+def evaluate(model: torch.nn.Module, loader: ValLoader, device: torch.device, mean: Sequence[float],
              std: Sequence[float], autocast: AbstractContextManager) -> tuple[int, int]:
     """(correct, total) over the whole validation set, summed over all processes.
 
