@@ -115,7 +115,7 @@ def test_val_sample(tiny_videos_dir):
 def test_random_resized_crop_spec(tiny_videos_dir):
     spec = ClipSpec(num_frames=4, sampling_rate=2, target_fps=10, train_jitter_scales=(32, 40),
                     train_crop_size=24, test_crop_size=24, rrc_scale=(0.08, 1.0), rrc_ratio=(0.75, 1.333),
-                    rand_augment=(2, 9), erase_prob=0.25)
+                    rand_augment=(2, 9.0, 0.5), erase_prob=0.25)
     clip, _, _ = dataset(tiny_videos_dir, clip=spec)[1, 3]
     assert clip.shape == (3, 4, 24, 24)
 

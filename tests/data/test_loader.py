@@ -117,7 +117,7 @@ def test_clip_spec_from_cfg(tiny_videos_dir):
     assert spec.train_jitter_scales == (32, 40)
     assert spec.rand_augment is None and spec.erase_prob == 0.0
     aug = clip_spec_from_cfg(tiny_cfg(tiny_videos_dir, "AUG.ENABLE", "True", "AUG.RE_PROB", "0.25"))
-    assert aug.rand_augment == (4, 7) and aug.erase_prob == 0.25
+    assert aug.rand_augment == (4, 7.0, 0.5) and aug.erase_prob == 0.25
 
 
 def test_build_loaders_two_ranks(tiny_videos_dir):

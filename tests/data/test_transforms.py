@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.v2 import RandAugment as TorchvisionRandAugment
 
 from vmb.data import transforms as T
 
@@ -119,11 +120,11 @@ def test_normalize_math():
 
 def test_rand_augment_deterministic_per_seed():
     clip = make_clip(t=3, h=32, w=32)
-    a = T.rand_augment(clip, 4, 9, rng(42))
-    b = T.rand_augment(clip, 4, 9, rng(42))
+    a = T.rand_augment(clip, 4, 9, 0.5, rng(42))
+    b = T.rand_augment(clip, 4, 9, 0.5, rng(42))
     assert a.shape == clip.shape and a.dtype == torch.uint8
     assert torch.equal(a, b)
-    outs = [T.rand_augment(clip, 4, 9, rng(seed)) for seed in range(6)]
+    outs = [T.rand_augment(clip, 4, 9, 0.5, rng(seed)) for seed in range(6)]
     assert any(not torch.equal(outs[0], o) for o in outs[1:])
 
 
@@ -131,7 +132,7 @@ def test_rand_augment_same_op_for_every_frame():
     frame = make_clip(t=1, h=32, w=32)
     clip = frame.expand(3, 4, 32, 32).contiguous()  # four identical frames
     for seed in range(4):
-        out = T.rand_augment(clip, 3, 9, rng(seed))
+        out = T.rand_augment(clip, 3, 9, 0.5, rng(seed))
         for t in range(1, 4):
             assert torch.equal(out[:, t], out[:, 0])
 
@@ -140,7 +141,7 @@ def test_rand_augment_leaves_global_rng_untouched():
     clip = make_clip(t=2, h=32, w=32)
     torch.manual_seed(1234)
     state = torch.get_rng_state()
-    T.rand_augment(clip, 4, 9, rng(0))
+    T.rand_augment(clip, 4, 9, 0.5, rng(0))
     assert torch.equal(torch.get_rng_state(), state)
     expected = torch.rand(3)
     torch.manual_seed(1234)
@@ -149,8 +150,43 @@ def test_rand_augment_leaves_global_rng_untouched():
 
 def test_rand_augment_advances_numpy_generator():
     generator = rng(0)
-    T.rand_augment(make_clip(t=2, h=32, w=32), 2, 5, generator)
+    T.rand_augment(make_clip(t=2, h=32, w=32), 2, 5, 0.5, generator)
     assert generator.random() != rng(0).random()
+
+
+def record_rand_augment_calls(monkeypatch):
+    """Replace torchvision's RandAugment by a recorder of (num_ops, magnitude, num_magnitude_bins)."""
+    calls = []
+
+    def fake(num_ops, magnitude, num_magnitude_bins):
+        calls.append((num_ops, magnitude, num_magnitude_bins))
+        return lambda frames: frames
+    monkeypatch.setattr(T.v2, "RandAugment", fake)
+    return calls
+
+
+def test_rand_augment_magnitude_is_on_timms_0_to_10_scale(monkeypatch):
+    calls = record_rand_augment_calls(monkeypatch)
+    for seed in range(50):
+        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 7, 0.0, rng(seed))
+    assert set(calls) == {(1, 70, 101)}  # one op per call, level 7 of 10 = bin 70 of 0..100
+    assert 0.4 < len(calls) / (50 * 4) < 0.6  # each of the 4 ops is applied with probability 0.5
+    # "rand-m7" rotates by up to 21 degrees (7/10 of torchvision's 30), not 7 (bin 7 of the default 31).
+    rotate = TorchvisionRandAugment._AUGMENTATION_SPACE["Rotate"][0](101, 8, 8)
+    assert float(rotate[70]) == pytest.approx(21.0)
+
+
+def test_rand_augment_magnitude_noise(monkeypatch):
+    calls = record_rand_augment_calls(monkeypatch)
+    for seed in range(100):
+        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 7, 0.5, rng(seed))
+    levels = np.array([magnitude for _, magnitude, _ in calls]) / 10.0
+    assert abs(levels.mean() - 7.0) < 0.15 and 0.35 < levels.std() < 0.65  # N(7, 0.5), 0.1 resolution
+    calls.clear()
+    for seed in range(20):
+        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 9.8, 2.0, rng(seed))
+    assert calls and all(0 <= magnitude <= 100 for _, magnitude, _ in calls)  # clipped to [0, 10]
+    assert any(magnitude == 100 for _, magnitude, _ in calls)
 
 
 def test_random_erase_prob_one_changes_one_box():

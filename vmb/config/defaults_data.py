@@ -35,7 +35,8 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.AUG = CfgNode()
     cfg.AUG.ENABLE = False
     cfg.AUG.RAND_NUM_OPS = 4
-    cfg.AUG.RAND_MAGNITUDE = 7
+    cfg.AUG.RAND_MAGNITUDE = 7.0  # timm's scale, 0-10 (10: each op's full range), as "rand-m7"
+    cfg.AUG.RAND_MAGNITUDE_STD = 0.5  # per-op Gaussian noise on the magnitude, as "mstd0.5"
     cfg.AUG.RE_PROB = 0.0
 
     # Batch-level MixUp / CutMix with label smoothing (MViT recipe).

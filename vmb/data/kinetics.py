@@ -29,7 +29,7 @@ class ClipSpec:
     rrc_scale: tuple[float, ...] = ()  # random-resized-crop area range; empty: scale jitter + crop
     rrc_ratio: tuple[float, ...] = ()
     random_flip: bool = True
-    rand_augment: tuple[int, int] | None = None  # (num_ops, magnitude)
+    rand_augment: tuple[int, float, float] | None = None  # (num_ops, magnitude, magnitude_std), timm's scale
     erase_prob: float = 0.0
 
 

@@ -120,7 +120,8 @@ def clip_spec_from_cfg(cfg) -> ClipSpec:
         rrc_scale=tuple(d.TRAIN_JITTER_SCALES_RELATIVE),
         rrc_ratio=tuple(d.TRAIN_JITTER_ASPECT_RELATIVE),
         random_flip=d.RANDOM_FLIP,
-        rand_augment=(cfg.AUG.RAND_NUM_OPS, cfg.AUG.RAND_MAGNITUDE) if cfg.AUG.ENABLE else None,
+        rand_augment=(cfg.AUG.RAND_NUM_OPS, cfg.AUG.RAND_MAGNITUDE, cfg.AUG.RAND_MAGNITUDE_STD)
+        if cfg.AUG.ENABLE else None,
         erase_prob=cfg.AUG.RE_PROB if cfg.AUG.ENABLE else 0.0,
     )
 

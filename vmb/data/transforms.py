@@ -77,17 +77,33 @@ def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def rand_augment(clip: torch.Tensor, num_ops: int, magnitude: int, rng: np.random.Generator) -> torch.Tensor:
-    """torchvision's RandAugment on a (C, T, H, W) uint8 clip, the same ops for every frame.
+# RandAugment magnitudes on timm's scale, as PySlowFast's "rand-m7-n4-mstd0.5" strings give them: a level
+# in [0, 10], where 10 is each op's full range. torchvision indexes its ranges by bin, so a bin count of
+# 101 gives levels at a resolution of 0.1 (torchvision's default, 31 bins, would read "7" as 7/30 of the range).
+RAND_MAX_LEVEL = 10.0
+_RAND_BINS = 101
+RAND_OP_PROB = 0.5  # timm applies each of the num_ops ops with this probability
 
-    torchvision draws from torch's global generator: it is seeded from `rng` inside a forked RNG state, so
-    the result depends on `rng` alone and the caller's generator is left untouched.
+
+def rand_augment(clip: torch.Tensor, num_ops: int, magnitude: float, magnitude_std: float,
+                 rng: np.random.Generator) -> torch.Tensor:
+    """RandAugment "rand-m{magnitude}-n{num_ops}-mstd{magnitude_std}" on a (C, T, H, W) uint8 clip.
+
+    `num_ops` times: with probability RAND_OP_PROB, one torchvision RandAugment op at a level drawn from
+    N(magnitude, magnitude_std) clipped to [0, 10] (timm's scale, as PySlowFast), the same op and level for
+    every frame. torchvision draws the op from torch's global generator: it is seeded from `rng` inside a
+    forked RNG state, so the result depends on `rng` alone and the caller's generator is left untouched.
     """
     frames = clip.permute(1, 0, 2, 3)  # (T, C, H, W): torchvision treats leading dims as a batch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
-        augmented = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)(frames)
-    return augmented.permute(1, 0, 2, 3).contiguous()
+        for _ in range(num_ops):
+            if rng.random() >= RAND_OP_PROB:
+                continue
+            level = float(np.clip(rng.normal(magnitude, magnitude_std), 0.0, RAND_MAX_LEVEL))
+            bin_index = round(level / RAND_MAX_LEVEL * (_RAND_BINS - 1))
+            frames = v2.RandAugment(num_ops=1, magnitude=bin_index, num_magnitude_bins=_RAND_BINS)(frames)
+    return frames.permute(1, 0, 2, 3).contiguous()
 
 
 def random_erase(clip: torch.Tensor, prob: float, rng: np.random.Generator,
