@@ -31,12 +31,10 @@ from vmb.engine.evaluate import evaluate  # noqa: E402
 from vmb.models.build import build_model  # noqa: E402
 
 
-def time_passes(cfg, cache: bool, passes: int, model: torch.nn.Module) -> tuple[list[float], set]:
+def time_passes(cfg_file: str, opts: list[str], cache: bool, passes: int,
+                model: torch.nn.Module) -> tuple[list[float], set]:
     """Seconds per evaluation pass and the set of (correct, total) results seen."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.TEST.CACHE_CLIPS = cache
-    cfg.freeze()
+    cfg = load_config(cfg_file, [*opts, "TEST.CACHE_CLIPS", str(cache)])
     _, val_loader = build_loaders(cfg, rank=0, world_size=1, pin_memory=False)
     seconds, results = [], set()
     for _ in range(passes):
@@ -61,8 +59,8 @@ def main() -> int:
     torch.set_num_threads(cpu_threads(os.cpu_count() or 1, 1, cfg.DATA_LOADER.NUM_WORKERS))
     torch.manual_seed(0)
     model = build_model(cfg)
-    decoded, decoded_results = time_passes(cfg, False, args.passes, model)
-    cached, cached_results = time_passes(cfg, True, args.passes, model)
+    decoded, decoded_results = time_passes(args.cfg, args.opts, False, args.passes, model)
+    cached, cached_results = time_passes(args.cfg, args.opts, True, args.passes, model)
     if len(decoded_results | cached_results) != 1:
         print(f"MISMATCH: decoding passes gave {decoded_results}, cached passes {cached_results}")
         return 1

@@ -4,7 +4,9 @@
 
 Prints, per seed, the status, time to target, epochs and training clips/s, then the mean, the
 coefficient of variation (sample standard deviation / mean, as tools/score.py) and the min/max ratio. Runs are
-sequential so they do not share the CPU. Extra `KEY VALUE` pairs go to every run.
+sequential so they do not share the CPU. Extra `KEY VALUE` pairs go to every run. A seed given more
+than once (`--seeds 0 0 0`) is run again in a fresh folder: identical work, so its spread is the
+machine's timing noise alone.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ def main() -> int:
     args = parser.parse_args()
     name = Path(args.cfg).stem.lower()
     rows = []
-    for seed in args.seeds:
-        out_dir = Path(args.out) / f"{name}_seed{seed}"
+    for k, seed in enumerate(args.seeds):
+        repeat = args.seeds[:k].count(seed)  # a repeated seed reruns identical work: the clock's own noise
+        out_dir = Path(args.out) / (f"{name}_seed{seed}" + (f"_repeat{repeat}" if repeat else ""))
         cmd = [sys.executable, "tools/run_net.py", "--cfg", args.cfg, "RNG_SEED", str(seed),
                "OUTPUT_DIR", str(out_dir), *args.opts]
         proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
