@@ -49,28 +49,41 @@ def test_center_crop():
     assert torch.equal(out, clip[..., 4:36, 8:40])
 
 
+@pytest.mark.parametrize("width,height", [(454, 256), (256, 340), (48, 40)])
+def test_center_crop_geometry_is_the_central_square_of_the_short_side(width, height):
+    box, out = T.center_crop_geometry(32)(width, height)
+    side = min(width, height)
+    assert out == (32, 32) and (box.w, box.h) == (side, side)
+    assert abs(box.x - (width - side) / 2) <= 1 and abs(box.y - (height - side) / 2) <= 1
+
+
+def test_jitter_crop_geometry_matches_scale_then_crop():
+    """The box is what scaling the short side to s in [256, 320] and cropping 224 would keep."""
+    sides = set()
+    for seed in range(40):
+        box, out = T.jitter_crop_geometry((256, 320), 224, rng(seed))(454, 256)
+        assert out == (224, 224) and box.w == box.h
+        short_side = round(224 * 256 / box.w)
+        assert 256 <= short_side <= 320
+        assert 0 <= box.x <= 454 - box.w and 0 <= box.y <= 256 - box.h
+        sides.add(box.w)
+    assert len(sides) > 5  # the scale really is random
+    box, _ = T.jitter_crop_geometry((256, 256), 224, rng())(454, 256)
+    assert (box.w, box.h) == (224, 224)  # no scaling: a plain 224 crop
+
+
 @pytest.mark.parametrize("scale,ratio", [((0.08, 1.0), (3 / 4, 4 / 3)), ((1.0, 1.0), (1.0, 1.0))])
-def test_random_resized_crop_shape(scale, ratio):
-    clip = make_clip()
-    for seed in range(5):
-        out = T.random_resized_crop(clip, 24, scale, ratio, rng(seed))
-        assert out.shape == (3, 4, 24, 24)
-        assert out.dtype == torch.uint8
+def test_random_resized_crop_geometry_box_in_range(scale, ratio):
+    for seed in range(20):
+        box, out = T.random_resized_crop_geometry(24, scale, ratio, rng(seed))(48, 40)
+        assert out == (24, 24)
+        assert 0 <= box.x and box.x + box.w <= 48 and 0 <= box.y and box.y + box.h <= 40
+        assert scale[0] * 48 * 40 * 0.8 <= box.w * box.h <= scale[1] * 48 * 40 * 1.2 or box.w == box.h == 40
 
 
-def test_random_resized_crop_fallback_is_centre_square():
-    # An impossible area range makes every attempt fail: centre crop of the short side, resized.
-    clip = torch.zeros(3, 2, 40, 48, dtype=torch.uint8)
-    clip[..., :, 4:44] = 200  # the central 40x40 square is bright, the side bands dark
-    out = T.random_resized_crop(clip, 20, (5.0, 6.0), (1.0, 1.0), rng())
-    assert out.shape == (3, 2, 20, 20)
-    assert (out == 200).all()
-
-
-def test_random_resized_crop_constant_clip_stays_constant():
-    clip = torch.full((3, 2, 40, 48), 77, dtype=torch.uint8)
-    out = T.random_resized_crop(clip, 64, (0.08, 1.0), (3 / 4, 4 / 3), rng(3))
-    assert (out == 77).all()
+def test_random_resized_crop_geometry_fallback_is_centre_square():
+    box, _ = T.random_resized_crop_geometry(20, (5.0, 6.0), (1.0, 1.0), rng())(48, 40)
+    assert (box.x, box.y, box.w, box.h) == (4, 0, 40, 40)
 
 
 @pytest.mark.parametrize("h,w,size,expected", [(40, 48, 20, (20, 24)), (48, 40, 20, (24, 20)),

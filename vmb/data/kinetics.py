@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from vmb.data import transforms as T
-from vmb.data.video import decode_sampled
+from vmb.data.sampling import clip_duration, clip_start, sample_times
+from vmb.data.video import get_decoder
 from vmb.errors import DataError
 
 
@@ -31,6 +32,7 @@ class ClipSpec:
     random_flip: bool = True
     rand_augment: tuple[int, float, float] | None = None  # (num_ops, magnitude, magnitude_std), timm's scale
     erase_prob: float = 0.0
+    backend: str = "pyav"  # DATA.DECODING_BACKEND: a key of vmb.data.video.BACKENDS
 
 
 def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
@@ -80,6 +82,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         if missing:
             raise DataError(f"{csv_path}: {len(missing)} listed video(s) missing, first: {missing[0]}")
         self.clip, self.train, self.seed, self.num_retries = clip, train, seed, num_retries
+        self.decode = get_decoder(clip.backend)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -103,20 +106,22 @@ class KineticsDataset(torch.utils.data.Dataset):
 
     def _load(self, path: Path, rng: np.random.Generator | None) -> torch.Tensor:
         c = self.clip
+
+        def timing(duration: float) -> list[float]:
+            start = clip_start(duration, clip_duration(c.num_frames, c.sampling_rate, c.target_fps), rng)
+            return sample_times(start, c.num_frames, c.sampling_rate, c.target_fps)
+
         if rng is None:
-            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, None, c.test_crop_size)
-            return T.center_crop(T.to_cthw(frames), c.test_crop_size)
+            return T.to_cthw(self.decode(path, timing, T.center_crop_geometry(c.test_crop_size)))
         if c.rrc_scale:
-            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, rng, None)
-            clip = T.random_resized_crop(T.to_cthw(frames), c.train_crop_size, c.rrc_scale, c.rrc_ratio, rng)
+            geometry = T.random_resized_crop_geometry(c.train_crop_size, c.rrc_scale, c.rrc_ratio, rng)
         else:
-            short_side = int(rng.integers(c.train_jitter_scales[0], c.train_jitter_scales[1] + 1))
-            frames = decode_sampled(path, c.num_frames, c.sampling_rate, c.target_fps, rng, short_side)
-            clip = T.random_crop(T.to_cthw(frames), c.train_crop_size, rng)
+            geometry = T.jitter_crop_geometry(c.train_jitter_scales, c.train_crop_size, rng)
+        clip = T.to_cthw(self.decode(path, timing, geometry))
         if c.random_flip:
             clip = T.horizontal_flip(clip, rng)
         if c.rand_augment is not None:
             clip = T.rand_augment(clip, *c.rand_augment, rng)
         if c.erase_prob > 0:
             clip = T.random_erase(clip, c.erase_prob, rng)
-        return clip.contiguous()
+        return clip

@@ -1,7 +1,9 @@
 """Spatial transforms for clips, in plain torch ops (pytorchvideo.transforms does not import on current
 torchvision). Clips stay uint8 in the data loader; `normalize` runs on the training device.
 
-Shapes: a clip is (T, H, W, C) uint8 as decoded, or (C, T, H, W) once `to_cthw` has run.
+Crops and resizes are not applied to decoded frames: the `*_geometry` functions choose the source box and
+output size, and the decoder (vmb/data/video.py) converts only those pixels. The tensor ops below them
+act on decoded clips. Shapes: a clip is (T, H, W, C) uint8 as decoded, or (C, T, H, W) once `to_cthw` has run.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
+
+from vmb.data.video import Box, Geometry, scaled_size
 
 
 def to_cthw(frames: torch.Tensor) -> torch.Tensor:
@@ -39,28 +43,62 @@ def horizontal_flip(clip: torch.Tensor, rng: np.random.Generator, prob: float = 
     return clip.flip(-1) if rng.random() < prob else clip
 
 
-def random_resized_crop(clip: torch.Tensor, size: int, scale: Sequence[float], ratio: Sequence[float],
-                        rng: np.random.Generator, attempts: int = 10) -> torch.Tensor:
-    """Inception-style crop of a (C, T, H, W) uint8 clip: random area fraction in `scale` and aspect ratio
-    in `ratio`, resized to `size` x `size`; falls back to a centre crop of the short side."""
-    height, width = clip.shape[-2:]
-    area = height * width
+def _square_in_scaled(width: int, height: int, short_side: int, size: int, top: int, left: int) -> Box:
+    """The source box that becomes the `size` x `size` window at (top, left) of the frame scaled to
+    `short_side` (the same pixels, before scaling)."""
+    scale = short_side / min(width, height)
+    side = min(round(size / scale), width, height)
+    x = min(round(left / scale), width - side)
+    y = min(round(top / scale), height - side)
+    return Box(x, y, side, side)
+
+
+def center_crop_geometry(size: int) -> Geometry:
+    """Validation view: the central square of the short side (what scaling the short side to `size` and
+    cropping the central `size` x `size` keeps), resized to `size` x `size`."""
+
+    def geometry(width: int, height: int) -> tuple[Box, tuple[int, int]]:
+        side = min(width, height)
+        return Box((width - side) // 2, (height - side) // 2, side, side), (size, size)
+
+    return geometry
+
+
+def jitter_crop_geometry(scales: Sequence[int], size: int, rng: np.random.Generator) -> Geometry:
+    """X3D training view: scale the short side to a random integer in `scales` (inclusive), keep a random
+    `size` x `size` window."""
+
+    def geometry(width: int, height: int) -> tuple[Box, tuple[int, int]]:
+        short_side = int(rng.integers(scales[0], scales[1] + 1))
+        scaled_w, scaled_h = scaled_size(width, height, short_side)
+        top = int(rng.integers(0, max(0, scaled_h - size) + 1))
+        left = int(rng.integers(0, max(0, scaled_w - size) + 1))
+        return _square_in_scaled(width, height, short_side, size, top, left), (size, size)
+
+    return geometry
+
+
+def random_resized_crop_geometry(size: int, scale: Sequence[float], ratio: Sequence[float],
+                                 rng: np.random.Generator, attempts: int = 10) -> Geometry:
+    """Inception-style training view (MViT): a box with a random area fraction in `scale` and aspect ratio
+    in `ratio`, resized to `size` x `size`; after `attempts` misses, the central square of the short side."""
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(attempts):
-        target_area = area * rng.uniform(scale[0], scale[1])
-        aspect = math.exp(rng.uniform(*log_ratio))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            break
-    else:
-        h = w = min(height, width)
-        top, left = (height - h) // 2, (width - w) // 2
-    region = clip[..., top:top + h, left:left + w].float()
-    resized = F.interpolate(region, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+    def geometry(width: int, height: int) -> tuple[Box, tuple[int, int]]:
+        area = width * height
+        for _ in range(attempts):
+            target_area = area * rng.uniform(scale[0], scale[1])
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w = round(math.sqrt(target_area * aspect))
+            h = round(math.sqrt(target_area / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(rng.integers(0, height - h + 1))
+                left = int(rng.integers(0, width - w + 1))
+                return Box(left, top, w, h), (size, size)
+        side = min(width, height)
+        return Box((width - side) // 2, (height - side) // 2, side, side), (size, size)
+
+    return geometry
 
 
 def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,22 +1,98 @@
-"""Video decoding with PyAV: seek to a clip, decode only its span, convert only the frames it uses."""
+"""Video decoding with PyAV: decode only the frames a clip shows, convert only the pixels it keeps.
+
+A clip is described by two callables the dataset builds from its sampling and augmentation settings:
+
+- `Timing`: video duration (s) -> ascending instants (s) to sample;
+- `Geometry`: source (width, height) -> the source box to keep and the output (width, height).
+
+`decode_clip` opens the file, asks both, and returns the frames shown at those instants, cropped to the box
+and resized to the output size. Two things make it fast:
+
+- Packets are demuxed but only decoded when a sampled frame depends on them: everything since the last
+  keyframe before a sampled frame. On the prepared format (all-intra) that is exactly the sampled frames;
+  on streams with B-frames (frame reordering) every packet of the span is decoded.
+- For 4:2:0 frames the box is cut from the Y/U/V planes before colour conversion, and swscale converts
+  and resizes only what is kept.
+
+Corrupt packets are skipped: a sampled instant whose frame cannot be decoded shows the previous decoded
+frame, and the clip fails only when fewer than `MIN_OWN_FRAMES` of its instants have their own frame.
+Instants past the end of a short video show its last frame (held, as PySlowFast does).
+"""
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from vmb.data.sampling import clip_duration, clip_start, sample_times
-from vmb.errors import DataError
+from vmb.errors import ConfigError, DataError
+
+# A clip fails when fewer than this fraction of its instants have their own decoded frame (the others
+# repeat the previous frame because their packet was unreadable).
+MIN_OWN_FRAMES = 0.5
+_EPS = 1e-6
+_YUV420 = ("yuv420p", "yuvj420p")
 
 
-def _scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    if short_side is None:
-        return width, height
+@dataclass(frozen=True)
+class Box:
+    """A rectangle of source pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+Timing = Callable[[float], list[float]]
+Geometry = Callable[[int, int], tuple[Box, tuple[int, int]]]
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) after scaling the short side to `short_side`, keeping the aspect ratio."""
     if width < height:
         return short_side, max(1, round(height * short_side / width))
     return max(1, round(width * short_side / height)), short_side
+
+
+def full_frame(short_side: int | None = None) -> Geometry:
+    """Geometry keeping the whole frame, scaled to `short_side` if given."""
+
+    def geometry(width: int, height: int) -> tuple[Box, tuple[int, int]]:
+        out = (width, height) if short_side is None else scaled_size(width, height, short_side)
+        return Box(0, 0, width, height), out
+
+    return geometry
+
+
+Decoder = Callable[[str | os.PathLike, Timing, Geometry], torch.Tensor]
+
+# DATA.DECODING_BACKEND -> "module:function" of a decoder with decode_clip's signature and contract.
+# Imported on first use, so optional backends need their packages only when chosen.
+BACKENDS = {
+    "pyav": "vmb.data.video:decode_clip",
+    "torchcodec": "vmb.data.video_torchcodec:decode_clip",
+}
+
+
+def get_decoder(backend: str) -> Decoder:
+    """The decoder function for DATA.DECODING_BACKEND `backend` (a one-line error if it cannot be used)."""
+    import importlib
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"DATA.DECODING_BACKEND {backend!r}: choose one of {', '.join(BACKENDS)}")
+    module_name, function = BACKENDS[backend].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"DATA.DECODING_BACKEND {backend}: cannot import it ({exc}); "
+                          f'install it with pip install -e ".[{backend}]" (see INSTALL.md)') from None
+    return getattr(module, function)
 
 
 def video_duration(stream: "av.video.stream.VideoStream", container: "av.container.InputContainer") -> float:
@@ -30,65 +106,200 @@ def video_duration(stream: "av.video.stream.VideoStream", container: "av.contain
     return 0.0
 
 
-def decode_sampled(path: str | os.PathLike, num_frames: int, sampling_rate: int, target_fps: float,
-                   rng: np.random.Generator | None, short_side: int | None = None) -> torch.Tensor:
-    """Decode one clip of `num_frames` instants spaced `sampling_rate` frames apart at `target_fps`.
-
-    The clip starts uniformly at random with `rng` (training) or in the middle of the video without
-    (validation). Instants past the end of a short video repeat its last frame.
+def decode_clip(path: str | os.PathLike, timing: Timing, geometry: Geometry) -> torch.Tensor:
+    """The frames shown at `timing(duration)`, cut to `geometry(width, height)`.
 
     Returns:
-        uint8 tensor of shape (T, H, W, 3), H or W equal to `short_side` when given.
+        uint8 tensor of shape (T, H, W, 3), (W, H) the geometry's output size.
 
     Raises:
-        DataError: the file cannot be opened, has no video stream or yields no frame.
+        DataError: the file cannot be opened, has no video stream, or too few of the clip's frames decode.
     """
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
             stream = container.streams.video[0]
-            duration = video_duration(stream, container)
-            start = clip_start(duration, clip_duration(num_frames, sampling_rate, target_fps), rng)
-            times = sample_times(start, num_frames, sampling_rate, target_fps)
-            frames = _decode_at(container, stream, times, short_side)
+            stream.codec_context.thread_count = 1  # one decode thread per data-loader worker (one core each)
+            times = timing(video_duration(stream, container))
+            frames, own = _frames_at(container, stream, times)
+            if own < MIN_OWN_FRAMES * len(times):
+                raise DataError(f"{path}: only {own} of the clip's {len(times)} frames decode "
+                                f"(minimum {MIN_OWN_FRAMES:.0%}); the file is damaged")
+            box, out_size = geometry(frames[0].width, frames[0].height)
+            converted: dict[int, np.ndarray] = {}  # a frame held for several instants is converted once
+            for frame in frames:
+                if id(frame) not in converted:
+                    converted[id(frame)] = _to_rgb(frame, box, out_size)
+            arrays = [converted[id(frame)] for frame in frames]
     except DataError:
         raise
+    except _NoFrame:
+        raise DataError(f"{path}: no frame decodes; the file is damaged") from None
     except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
         raise DataError(f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from None
-    if not frames:
-        raise DataError(f"{path}: no frame decoded")
-    return torch.from_numpy(np.stack(frames))
+    return torch.from_numpy(np.stack(arrays))
 
 
-def _decode_at(container, stream, times: list[float], short_side: int | None) -> list[np.ndarray]:
-    """RGB arrays of the frames shown at each instant of `times` (ascending)."""
-    time_base = float(stream.time_base)
-    start_pts = stream.start_time or 0
+class _NoFrame(Exception):
+    """Not a single frame of the clip's span decodes."""
+
+
+class _Reordered(Exception):
+    """Packets arrive out of presentation order (B-frames): packets cannot be skipped."""
+
+
+def _frames_at(container, stream, times: list[float]) -> tuple[list["av.VideoFrame"], int]:
+    """The frame shown at each instant of `times`, and how many instants got their own frame."""
+    time_base, start_pts = float(stream.time_base), stream.start_time or 0
     if times[0] > 0:
         container.seek(start_pts + int(times[0] / time_base), stream=stream, backward=True, any_frame=False)
-    width, height = _scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
-    chosen: list[np.ndarray] = []
-    previous, previous_rgb = None, None
-    pending = 0  # index into `times` of the next instant to fill
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        frame_time = (frame.pts - start_pts) * time_base
-        # `previous` is the frame shown at every pending instant before this frame starts.
-        while pending < len(times) and frame_time > times[pending] + 1e-6:
-            if previous is None:  # the instant precedes the first frame: show the first frame
-                previous = frame
-            if previous_rgb is None:
-                previous_rgb = previous.to_ndarray(format="rgb24", width=width, height=height)
-            chosen.append(previous_rgb)
-            pending += 1
-        if pending == len(times):
+    if not stream.codec_context.has_b_frames:
+        try:
+            return _frames_skipping(container, stream, times, time_base, start_pts)
+        except _Reordered:
+            container.seek(start_pts + max(0, int(times[0] / time_base)), stream=stream, backward=True,
+                           any_frame=False)
+            stream.codec_context.flush_buffers()
+    return _frames_sequential(container, stream, times, time_base, start_pts)
+
+
+def _decode(codec_context, packet) -> list["av.VideoFrame"]:
+    """Frames out of one packet (None flushes the decoder); an unreadable packet gives none."""
+    try:
+        return codec_context.decode(packet)
+    except av.FFmpegError:
+        return []
+
+
+def _demux(container, stream):
+    """Packets with a timestamp; a demuxing error ends the stream there (decode what came before)."""
+    iterator = container.demux(stream)
+    while True:
+        try:
+            packet = next(iterator)
+        except (StopIteration, av.FFmpegError):
+            return
+        if packet.pts is not None and packet.size:
+            yield packet
+
+
+def _finish(chosen: list, times: list[float], last, own: int) -> tuple[list, int]:
+    """Fill instants past the last frame with it, and instants whose frame failed with the frame before
+    (or, at the start, the first decoded one)."""
+    if last is None:
+        raise _NoFrame
+    own += len(times) - len(chosen)  # instants past the end hold the last frame
+    chosen.extend([last] * (len(times) - len(chosen)))
+    first = next(f for f in chosen if f is not None)
+    for i, frame in enumerate(chosen):
+        if frame is None:
+            chosen[i] = first if i == 0 or chosen[i - 1] is None else chosen[i - 1]
+    return chosen, own
+
+
+def _frames_skipping(container, stream, times, time_base, start_pts):
+    """Decode only the packets the sampled frames depend on (streams without frame reordering)."""
+    codec = stream.codec_context
+    chosen: list = []  # frame per instant; None where that frame could not be decoded
+    since_key: list = []  # packets since the last keyframe, not yet decoded
+    previous, previous_time = None, -math.inf  # the last packet demuxed, shown until the next one starts
+    frame, frame_pts = None, None  # the last decoded frame and its packet's pts
+    for packet in _demux(container, stream):
+        packet_time = (packet.pts - start_pts) * time_base
+        if packet_time < previous_time:
+            raise _Reordered
+        while len(chosen) < len(times) and packet_time > times[len(chosen)] + _EPS:
+            shown = packet if previous is None else previous  # before the first frame: the first frame
+            if shown.pts != frame_pts:
+                decoded = _decode_through(codec, since_key if shown is previous else [packet], shown.pts)
+                since_key = [] if shown is previous else since_key
+                if decoded is not None:
+                    frame, frame_pts = decoded, shown.pts
+            chosen.append(frame if frame_pts == shown.pts else None)
+        if len(chosen) == len(times):
             break
-        if frame is not previous:
-            previous, previous_rgb = frame, None
-    if pending < len(times) and previous is not None:
-        if previous_rgb is None:
-            previous_rgb = previous.to_ndarray(format="rgb24", width=width, height=height)
-        chosen.extend(previous_rgb for _ in range(len(times) - pending))
-    return chosen
+        if packet.is_keyframe:
+            since_key = []
+        since_key.append(packet)
+        previous, previous_time = packet, packet_time
+    if len(chosen) < len(times) and previous is not None and previous.pts != frame_pts:  # hold the last frame
+        decoded = _decode_through(codec, since_key, previous.pts)
+        if decoded is not None:
+            frame, frame_pts = decoded, previous.pts
+        chosen.append(frame if frame_pts == previous.pts else None)
+    return _finish(chosen, times, frame, sum(f is not None for f in chosen))
+
+
+def _decode_through(codec, packets: list, pts: int):
+    """Decode `packets` (from a keyframe, in order) and return the frame with `pts`, or None if it failed."""
+    found = None
+    for packet in packets:
+        for frame in _decode(codec, packet):
+            if frame.pts == pts:
+                found = frame
+    if found is None:  # a decoder with delay holds the frame back: drain it, then reset it
+        for frame in _decode(codec, None):
+            if frame.pts == pts:
+                found = frame
+        codec.flush_buffers()
+    return found
+
+
+def _frames_sequential(container, stream, times, time_base, start_pts):
+    """Decode every packet from the seek point on (streams with frame reordering). An instant counts as
+    having its own frame unless a packet failed to decode between its frame and the next one."""
+    codec = stream.codec_context
+    chosen: list = []
+    previous, own, damaged = None, 0, False
+    packets = _demux(container, stream)
+    flushed = False
+    while len(chosen) < len(times) and not flushed:
+        packet = next(packets, None)
+        flushed = packet is None
+        try:
+            frames = codec.decode(packet)
+        except av.FFmpegError:
+            frames, damaged = [], True
+        for frame in frames:
+            if frame.pts is None:
+                continue
+            frame_time = (frame.pts - start_pts) * time_base
+            while len(chosen) < len(times) and frame_time > times[len(chosen)] + _EPS:
+                chosen.append(frame if previous is None else previous)
+                own += not damaged
+            previous, damaged = frame, False
+    return _finish(chosen, times, previous, own)
+
+
+def _to_rgb(frame: "av.VideoFrame", box: Box, out_size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of `box` of `frame`, resized to `out_size` (width, height)."""
+    out_w, out_h = out_size
+    if (box.x, box.y, box.w, box.h) == (0, 0, frame.width, frame.height):
+        return frame.to_ndarray(format="rgb24", width=out_w, height=out_h)
+    if frame.format.name in _YUV420:
+        return _crop_yuv420(frame, box).to_ndarray(format="rgb24", width=out_w, height=out_h)
+    rgb = frame.to_ndarray(format="rgb24")[box.y:box.y + box.h, box.x:box.x + box.w]
+    if (box.w, box.h) == out_size:
+        return np.ascontiguousarray(rgb)
+    region = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(region, size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
+    return resized[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _crop_yuv420(frame: "av.VideoFrame", box: Box) -> "av.VideoFrame":
+    """A new 4:2:0 frame holding `box` of `frame`; the box's corner is moved to even coordinates (at most one
+    pixel) so the chroma samples stay aligned."""
+    x, y = box.x - box.x % 2, box.y - box.y % 2
+    w = min(box.w + box.w % 2, frame.width - x)
+    h = min(box.h + box.h % 2, frame.height - y)
+    w, h = w - w % 2, h - h % 2
+    planes = []
+    for index, (px, py, pw, ph) in enumerate(((x, y, w, h), (x // 2, y // 2, w // 2, h // 2),
+                                              (x // 2, y // 2, w // 2, h // 2))):
+        plane = frame.planes[index]
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        planes.append(rows[py:py + ph, px:px + pw].reshape(-1))
+    cropped = av.VideoFrame.from_ndarray(np.concatenate(planes).reshape(h * 3 // 2, w), format="yuv420p")
+    cropped.colorspace, cropped.color_range = frame.colorspace, frame.color_range
+    return cropped
