@@ -17,7 +17,7 @@ setup(
         "pytorchvideo==0.1.5",
         "fvcore>=0.1.5.post20221221",
         "iopath>=0.1.10",
-        "av>=12",
+        "av>=18",  # tested with 18; prepare uses VideoFrame.rotation and reformat(threads=)
         "simplejson>=3.19",
         "tensorboard>=2.14",
         "numpy>=1.24",
@@ -26,5 +26,12 @@ setup(
         "tqdm>=4.66",
         "PyYAML>=6.0",
     ],
-    extras_require={"dev": ["pytest>=8", "pytest-timeout>=2.3"]},
+    extras_require={
+        # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17"],
+        # DATA.DECODING_BACKEND values that need more than PyAV (vmb.data.video.BACKENDS).
+        "torchcodec": ["torchcodec>=0.17"],
+        "torchcodec_cuda": ["torchcodec>=0.17"],  # the PyPI wheel includes NVDEC decoding for torch's CUDA
+        "dali": ["nvidia-dali-cuda130>=2.0"],  # fn.decoders.video with per-sample `frames`; on PyPI
+    },
 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from vmb.config import load_config  # noqa: E402
-from vmb.data.loader import build_loaders  # noqa: E402
+from vmb.data.loader import build_loaders, num_workers_here, usable_cores  # noqa: E402
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset  # noqa: E402
 from vmb.engine.distributed import cpu_threads  # noqa: E402
 from vmb.engine.evaluate import evaluate  # noqa: E402
@@ -56,7 +55,7 @@ def main() -> int:
         ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
             train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
             seed=cfg.SYNTHETIC.SEED))
-    torch.set_num_threads(cpu_threads(os.cpu_count() or 1, 1, cfg.DATA_LOADER.NUM_WORKERS))
+    torch.set_num_threads(cpu_threads(usable_cores(), 1, num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)))
     torch.manual_seed(0)
     model = build_model(cfg)
     decoded, decoded_results = time_passes(args.cfg, args.opts, False, args.passes, model)

@@ -39,6 +39,7 @@ _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: end-to-end tests that train a model (tens of seconds)")
+    config.addinivalue_line("markers", "cuda: needs an NVIDIA GPU (GPU decoding backends); skipped without one")
 
 
 def tiny_video_frames(label: int, rng: np.random.Generator) -> np.ndarray:
@@ -69,6 +70,7 @@ def write_tiny_dataset(root: pathlib.Path) -> pathlib.Path:
                 lines.append(f"{relative} {label}\n")
         (root / f"{split}.csv").write_text("".join(lines))
     return root
+
 
 
 @pytest.fixture(scope="session")

@@ -152,12 +152,12 @@ def test_config_errors_write_nothing(cli_results):
 
 
 @pytest.mark.slow
-def test_corrupt_val_run_can_be_inspected(cli_results):
-    # The failed run stopped after run_start: its log has no run_stop, so fixing the data and rerunning resumes.
+def test_corrupt_val_video_stops_the_run_before_run_start(cli_results):
+    # The untimed pre-flight opens every listed video: an unreadable one stops the run before the clock starts.
     out = cli_results["_root"] / "out_corrupt_val_0"
     log = (out / "run_log.txt").read_text()
-    assert '"key": "run_start"' in log
-    assert '"key": "run_stop"' not in log
+    assert '"key": "init_start"' in log
+    assert '"key": "run_start"' not in log
     assert not (out / "result.json").exists()
 
 

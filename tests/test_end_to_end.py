@@ -7,19 +7,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import pathlib
 import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vmb
-from vmb.bench.runlog import RESUME, find, read_events
+from vmb.bench.runlog import RESUME, read_events
 from vmb.config import config_digest, load_config
+from vmb.data.kinetics import KineticsDataset
 from vmb.engine import train
 from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vmb.errors import DataError
+from tiny_manifest import write_tiny_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +35,8 @@ RUN_NET = REPO_ROOT / "tools" / "run_net.py"
 VAL_SIZE, TRAIN_SIZE = 7, 16
 RESULT_FIELDS = {"benchmark", "arch", "status", "time_to_target_s", "target_top1", "best_top1", "epochs",
                  "n_devices", "device_type", "global_batch_size", "seed", "config_digest", "dataset_fingerprint",
-                 "vmb_version"}
+                 "vmb_version", "num_workers", "decoding_backend", "data_wait_fraction", "data_wait_fraction_per_epoch"}
+UNPREPARED = r"unprepared:sha256:[0-9a-f]{64}"  # the tiny dataset has no manifest.json
 
 
 def events_of(out_dir: pathlib.Path):
@@ -83,10 +91,12 @@ def check_run_log(out_dir: pathlib.Path, result: dict) -> list:
         assert all(e.value < result["target_top1"] for e in accuracies[:-1])  # stopped at the first hit
     else:
         assert all(e.value < result["target_top1"] for e in accuracies)
-    # The MLPerf header is there, once.
+    # The MLPerf header is there, once, with the worker count as resolved, before run_start.
     for key in ("submission_benchmark", "global_batch_size", "seed", "opt_base_learning_rate", "init_start",
-                "init_stop"):
+                "init_stop", "vmb_num_workers"):
         assert len(keys(events, key)) == 1, key
+    assert keys(events, "vmb_num_workers")[0].line_no < start.line_no
+    assert keys(events, "vmb_num_workers")[0].value == result["num_workers"]
     assert keys(events, "global_batch_size")[0].value == result["global_batch_size"]
     return events
 
@@ -108,7 +118,14 @@ def check_result(out_dir: pathlib.Path, cfg, result: dict, n_devices: int = 1) -
     assert on_disk["global_batch_size"] == cfg.TRAIN.BATCH_SIZE
     assert on_disk["seed"] == cfg.RNG_SEED
     assert on_disk["config_digest"] == config_digest(cfg)
-    assert re.fullmatch(r"sha256:[0-9a-f]{64}", on_disk["dataset_fingerprint"])
+    assert re.fullmatch(UNPREPARED, on_disk["dataset_fingerprint"]) or \
+        on_disk["dataset_fingerprint"] == cfg.DATA.FINGERPRINT != ""
+    assert on_disk["num_workers"] == 0 and on_disk["decoding_backend"] == "pyav"
+    # One data-wait fraction per epoch run (the last one may be partial), and their time-weighted whole.
+    per_epoch = on_disk["data_wait_fraction_per_epoch"]
+    assert len(per_epoch) == math.ceil(on_disk["epochs"] - 1e-9)
+    assert all(0.0 <= f <= 1.0 for f in per_epoch)
+    assert min(per_epoch) - 1e-9 <= on_disk["data_wait_fraction"] <= max(per_epoch) + 1e-9
     assert on_disk["vmb_version"] == vmb.__version__
     assert isinstance(on_disk["decode_failures"], int) and on_disk["decode_failures"] >= 0
     # The other files of a run folder.
@@ -133,10 +150,32 @@ def test_train_to_low_target(tiny_videos_dir, tmp_path, smoke_config, tiny_train
     assert result["best_top1"] >= 40.0
     check_result(out, cfg, result)
     check_run_log(out, result)
-    assert any((out / "tensorboard").iterdir())
+    tensorboard = EventAccumulator(str(out / "tensorboard"))
+    tensorboard.Reload()
+    assert {"train/data_wait_fraction", "train/data_wait_fraction_epoch"} <= set(tensorboard.Tags()["scalars"])
+    epochs = tensorboard.Scalars("train/data_wait_fraction_epoch")
+    assert [e.value for e in epochs] == pytest.approx(result["data_wait_fraction_per_epoch"])
     assert not (out / ".result.json.tmp").exists()
     # The same dataset always has the same fingerprint.
     assert result["dataset_fingerprint"] == train.dataset_fingerprint(tiny_videos_dir, 4)
+
+
+def test_mvit_recipe_augmentation_trains(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
+    """The recipe's random-resized crop, RandAugment and erasing (drawn by the loader, applied in the loop)
+    and MixUp/CutMix run end to end, and every training batch really is augmented."""
+    applied = []
+    real = train.apply_clip_augment
+    monkeypatch.setattr(train, "apply_clip_augment",
+                        lambda clips, params: applied.append(params.shape) or real(clips, params))
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
+                   "SOLVER.MAX_EPOCH", "1", "AUG.ENABLE", "True", "AUG.RAND_NUM_OPS", "2", "AUG.RE_PROB", "0.5",
+                   "DATA.TRAIN_JITTER_SCALES_RELATIVE", "[0.08, 1.0]",
+                   "DATA.TRAIN_JITTER_ASPECT_RELATIVE", "[0.75, 1.333]", "MIXUP.ENABLE", "True",
+                   "MODEL.LOSS_FUNC", "soft_cross_entropy")
+    result = train.run(cfg)
+    assert result["status"] == "aborted" and result["epochs"] == 1.0
+    assert applied == [(4, 2 * 4 + 6)] * 4  # 4 steps of 4 clips, each with 2 ops and an erasing box
 
 
 def test_unreachable_target_aborts(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args):
@@ -159,9 +198,17 @@ def test_unreachable_target_aborts(tiny_videos_dir, tmp_path, smoke_config, tiny
         train.run(cfg)
 
 
-def test_corrupt_training_video_is_counted(tiny_dataset_copy, tmp_path, smoke_config, tiny_train_args,
-                                           corrupt_video):
-    corrupt_video(tiny_dataset_copy / "train" / "class0" / "001.mp4")
+def damage_frames(path: pathlib.Path) -> None:
+    """Zero the coded frames of an mp4 (its mdat payload): the file still opens, no frame decodes."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"mdat")
+    size = int.from_bytes(data[at - 4:at], "big")
+    data[at + 4:at - 4 + size] = bytes(size - 8)
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_training_video_is_counted(tiny_dataset_copy, tmp_path, smoke_config, tiny_train_args):
+    damage_frames(tiny_dataset_copy / "train" / "class0" / "001.mp4")  # passes the pre-flight (headers only)
     out = tmp_path / "run"
     cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_dataset_copy, out, "BENCHMARK.TARGET_TOP1", "100",
                    "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1.0")
@@ -171,6 +218,68 @@ def test_corrupt_training_video_is_counted(tiny_dataset_copy, tmp_path, smoke_co
     failures = keys(events_of(out), "vmb_decode_failures")
     assert [e.metadata["epoch_num"] for e in failures] == [1]
     assert failures[0].value == result["decode_failures"]
+
+
+def test_unusable_video_stops_the_run_before_run_start(tiny_dataset_copy, tmp_path, smoke_config, tiny_train_args,
+                                                       corrupt_video):
+    bad = corrupt_video(tiny_dataset_copy / "val" / "class2" / "001.mp4")
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=f"1 of 23 listed videos cannot be used, first: {re.escape(str(bad))} "):
+        train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_dataset_copy, out))
+    events = events_of(out)
+    assert keys(events, "init_start") and not keys(events, "run_start")  # the clock never started
+    assert not (out / "result.json").exists()
+
+
+def add_manifest(root: pathlib.Path) -> str:
+    return write_tiny_manifest(root)["fingerprint"]
+
+
+def test_prepared_data_records_its_manifest_fingerprint(tiny_dataset_copy, tmp_path, smoke_config, tiny_train_args):
+    fingerprint = add_manifest(tiny_dataset_copy)
+    extra = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1.0")
+    other = "sha256:" + "0" * 64
+    with pytest.raises(DataError, match=f"is not DATA.FINGERPRINT {other}"):
+        train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_dataset_copy, tmp_path / "wrong", *extra,
+                           "DATA.FINGERPRINT", other))
+    assert not keys(events_of(tmp_path / "wrong"), "run_start")
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_dataset_copy, out, *extra, "DATA.FINGERPRINT", fingerprint)
+    result = train.run(cfg)
+    assert result["dataset_fingerprint"] == fingerprint
+    check_result(out, cfg, result)
+
+
+def test_slow_input_is_measured_and_warned_once(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args,
+                                                monkeypatch, capsys):
+    decode = KineticsDataset.__getitem__
+
+    def slow_training_sample(self, key):
+        if self.train:
+            time.sleep(0.1)  # 0.4 s per batch of 4, in the training loop (NUM_WORKERS 0)
+        return decode(self, key)
+
+    postfixes = []
+
+    class RecordingBar(train.tqdm):
+        def set_postfix(self, **kwargs):
+            postfixes.append(kwargs)
+            super().set_postfix(**kwargs)
+
+    monkeypatch.setattr(KineticsDataset, "__getitem__", slow_training_sample)
+    monkeypatch.setattr(train, "_train_step", lambda *args: torch.zeros(()))  # the step costs next to nothing
+    monkeypatch.setattr(train, "tqdm", RecordingBar)
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
+                   "SOLVER.MAX_EPOCH", "2", "TRAIN.EVAL_PERIOD", "1.0", "LOG_PERIOD", "1")
+    result = train.run(cfg)
+    check_result(out, cfg, result)
+    assert len(result["data_wait_fraction_per_epoch"]) == 2
+    assert all(f > 0.5 for f in result["data_wait_fraction_per_epoch"]), result["data_wait_fraction_per_epoch"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "input-bound" in line]
+    assert len(warnings) == 1, warnings
+    assert "DATA_LOADER.NUM_WORKERS (now 0, with " in warnings[0] and "DATA.DECODING_BACKEND (now pyav)" in warnings[0]
+    assert len(postfixes) == 8 and all(re.fullmatch(r"\d+%", p["data_wait"]) for p in postfixes)
 
 
 class Interrupted(Exception):

@@ -140,3 +140,72 @@ def package(argv: Sequence[str] | None = None) -> int:
     print(f"packaged {len(args.runs)} run(s) into {args.output}/ and {tarball}")
     print(f"verify with: python tools/score.py {args.output}")
     return 0
+
+
+@exit_on_error
+def make_synthetic(argv: Sequence[str] | None = None) -> int:
+    """`tools/make_synthetic.py`: write a synthetic dataset (the smoke data, or a Kinetics20-shaped dry-run set)."""
+    import os
+    import time
+
+    from vmb.data.synthetic import PROFILE_DIRS, PROFILES, ensure_synthetic_dataset, profile_spec
+
+    parser = argparse.ArgumentParser(description="Write a synthetic 20-class motion video dataset (Kinetics layout).")
+    parser.add_argument("--profile", choices=list(PROFILES), default="smoke",
+                        help="smoke: 96x72 at 15 fps, the smoke benchmark's data (default); kinetics: Kinetics20's "
+                             "shape (456x256, 10 s at 30 fps, the prepared all-intra format) for configs/dryrun/")
+    defaults = ", ".join(f"{folder} for {profile}" for profile, folder in PROFILE_DIRS.items())
+    parser.add_argument("--out", help=f"dataset folder (default: {defaults})")
+    parser.add_argument("--train-per-class", type=int, help="training videos per class (default: the profile's, 24)")
+    parser.add_argument("--val-per-class", type=int, help="validation videos per class (default: the profile's, 8)")
+    parser.add_argument("--seconds", type=float, help="clip length (default: the profile's)")
+    parser.add_argument("--seed", type=int, help="dataset seed (default: 0)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes that render and encode videos (default: the CPU count, %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset with another spec")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    spec = profile_spec(args.profile, args.train_per_class, args.val_per_class, args.seconds, args.seed)
+    try:
+        out = ensure_synthetic_dataset(args.out or PROFILE_DIRS[args.profile], spec, force=args.force,
+                                       workers=args.workers, progress=True)
+    except KeyboardInterrupt:
+        print("interrupted: the dataset folder is as it was before this command", file=sys.stderr)
+        return 130
+    print(f"synthetic dataset ready in {out}: {spec.num_classes} classes, "
+          f"{spec.train_per_class * spec.num_classes} train / {spec.val_per_class * spec.num_classes} val videos, "
+          f"{spec.width}x{spec.height}, {spec.num_frames} frames @ {spec.fps} fps ({time.perf_counter() - start:.1f}s)")
+    return 0
+
+
+@exit_on_error
+def prepare_kinetics20(argv: Sequence[str] | None = None) -> int:
+    """`tools/prepare_kinetics20.py`: build Kinetics20 from a Kinetics-400 copy (resumable; Ctrl-C is safe)."""
+    from pathlib import Path
+
+    from vmb.data.prepare import build_kinetics20, default_workers
+
+    parser = argparse.ArgumentParser(description="Build Kinetics20 (20 Kinetics-400 classes, re-encoded to the "
+                                                 "benchmark's format) from the CVDF Kinetics-400 copy.")
+    parser.add_argument("--k400", type=Path, required=True,
+                        help="the Kinetics-400 copy: annotations/{train,val}.csv and the clips, at any depth")
+    parser.add_argument("--out", type=Path, default=Path("data/kinetics20"), help="output folder (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="clips prepared in parallel, one process each (default: the CPU cores, %(default)s)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    print(build_kinetics20(args.k400, args.out, args.workers).format())
+    return 0
+
+
+@exit_on_error
+def bench_loader(argv: Sequence[str] | None = None) -> int:
+    """`tools/bench_loader.py`: the format and loader study (training clips/s per core, side by side)."""
+    from vmb.speed.cells import build_parser, check_args
+    from vmb.speed.loader_bench import run_study
+
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    run_study(args)
+    return 0

@@ -308,6 +308,15 @@ def test_mixed_datasets_are_invalid(fake_run):
     assert len(a.all_reasons()) == 1 and "suite tiny: runs used 2 different datasets" in a.all_reasons()[0]
 
 
+def test_unprepared_fingerprints_compare_like_any_other(fake_run):
+    unprepared = "unprepared:sha256:" + "cd" * 32
+    same = assess([fake_run("a", 10, 0, fingerprint=unprepared), fake_run("b", 12, 1, fingerprint=unprepared)])
+    assert same.valid, same.all_reasons()
+    mixed = assess([fake_run("c", 10, 0), fake_run("d", 12, 1, fingerprint=unprepared)])
+    assert mixed.all_reasons() == ["suite tiny: runs used 2 different datasets (fingerprints sha256:abababababab..., "
+                                   "unprepared:sha256:cdcdcdcdcdcd...); a set uses one dataset"]
+
+
 def test_mixed_devices_are_invalid(fake_run):
     a = assess([fake_run("a", 10, 0), fake_run("b", 12, 1, n_devices=2)])
     assert a.all_reasons() == ["tiny_cnn: runs use different devices (1 cpu, 2 cpu); all runs of a benchmark must "

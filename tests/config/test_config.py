@@ -209,6 +209,9 @@ def test_repo_has_configs():
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_repo_config_loads(path):
     cfg = load_config(path)
+    if path.parent.name == "dryrun":  # never scorable: tests/test_dryrun.py checks them against the canonical ones
+        assert cfg.BENCHMARK.NAME.startswith("dryrun_") and cfg.BENCHMARK.NAME not in rules.BENCHMARKS
+        return
     if path.name in KINETICS_TARGETS:
         assert cfg.BENCHMARK.TARGET_TOP1 == pytest.approx(KINETICS_TARGETS[path.name])
         assert cfg.MODEL.NUM_CLASSES == 20
@@ -225,3 +228,43 @@ def test_benchmark_registry_configs_exist_and_name_themselves(name):
     assert cfg.BENCHMARK.NAME == name
     assert cfg.MODEL.ARCH == ("x3d" if bench.model_class == "cnn" else "mvit")
     assert cfg.BENCHMARK.TARGET_TOP1 > 0
+
+
+def test_num_workers_is_auto_or_an_integer(tmp_path):
+    assert load_config(None).DATA_LOADER.NUM_WORKERS == "auto"
+    assert load_config(None, ["DATA_LOADER.NUM_WORKERS", "8"]).DATA_LOADER.NUM_WORKERS == 8
+    assert load_config(None, ["DATA_LOADER.NUM_WORKERS", "auto"]).DATA_LOADER.NUM_WORKERS == "auto"
+    assert load_config(write(tmp_path, "DATA_LOADER:\n  NUM_WORKERS: 3\n")).DATA_LOADER.NUM_WORKERS == 3
+    cfg = load_config(write(tmp_path, "DATA_LOADER:\n  NUM_WORKERS: auto\n", "auto.yaml"))
+    assert config_from_yaml_text(cfg.dump(), "config.yaml").DATA_LOADER.NUM_WORKERS == "auto"
+    for text in ("many", "2.5", "True", "[2]"):
+        with pytest.raises(ConfigError, match=r"DATA_LOADER\.NUM_WORKERS must be an integer or auto"):
+            load_config(None, ["DATA_LOADER.NUM_WORKERS", text])
+    with pytest.raises(ConfigError, match=r"DATA_LOADER\.NUM_WORKERS must be an integer or auto"):
+        load_config(write(tmp_path, "DATA_LOADER:\n  NUM_WORKERS: 1.5\n", "float.yaml"))
+    with pytest.raises(ConfigError, match=r"DATA_LOADER\.NUM_WORKERS must be auto or an integer >= 0; got -2"):
+        load_config(None, ["DATA_LOADER.NUM_WORKERS", "-2"])
+
+
+def test_decoding_backend_is_a_validated_resource_key():
+    assert load_config(None).DATA.DECODING_BACKEND == "pyav"
+    for backend in ("pyav", "torchcodec", "torchcodec_cuda", "dali"):
+        assert load_config(None, ["DATA.DECODING_BACKEND", backend]).DATA.DECODING_BACKEND == backend
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["DATA.DECODING_BACKEND", "ffmpeg"])
+    assert "DATA.DECODING_BACKEND" in str(info.value) and "torchcodec_cuda" in str(info.value)
+    assert "DATA.DECODING_BACKEND" in rules.RESOURCE_KEYS
+
+
+def test_fingerprint_is_empty_or_a_manifest_fingerprint():
+    fingerprint = "sha256:" + "0123456789abcdef" * 4
+    assert load_config(None).DATA.FINGERPRINT == ""
+    assert load_config(None, ["DATA.FINGERPRINT", fingerprint]).DATA.FINGERPRINT == fingerprint
+    for bad in ("0123", fingerprint.upper(), "unprepared:" + fingerprint, fingerprint + "0"):
+        with pytest.raises(ConfigError, match=r"DATA\.FINGERPRINT must be empty or a manifest fingerprint"):
+            load_config(None, ["DATA.FINGERPRINT", bad])
+    # The canonical config fixes the dataset: a submitter cannot change it.
+    assert "DATA.FINGERPRINT" not in rules.RESOURCE_KEYS
+    base = load_config(None)
+    other = load_config(None, ["DATA.FINGERPRINT", fingerprint])
+    assert config_digest(base, exclude=rules.RESOURCE_KEYS) != config_digest(other, exclude=rules.RESOURCE_KEYS)

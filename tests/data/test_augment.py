@@ -32,7 +32,7 @@ def test_layout_and_determinism():
     assert torch.equal(draw(5), draw(5))
     assert any(not torch.equal(draw(0), draw(seed)) for seed in range(1, 5))
     assert A.draw_clip_augment(rng(), 2, 7, 0.5, 0.0, 32, 32).shape == (8,)  # no erasing fields
-    assert A.draw_clip_augment(rng(), 4, 7, 0.5, 0.25, 32, 32, rand_augment=False).shape == (6,)
+    assert A.draw_clip_augment(rng(), 0, 7, 0.5, 0.25, 32, 32).shape == (6,)
 
 
 def test_levels_on_timms_scale_and_op_probability():

@@ -98,26 +98,30 @@ def test_lengths(tiny_videos_dir):
 
 def test_train_sample(tiny_videos_dir):
     ds = dataset(tiny_videos_dir)
-    clip, label, failures = ds[0, 5]
+    clip, label, failures, augment = ds[0, 5]
     assert clip.shape == (3, 4, 32, 32) and clip.dtype == torch.uint8
     assert clip.is_contiguous()
     assert label == ds.entries[5][1]
     assert failures == 0
+    assert augment.shape == (0,)  # no RandAugment / erasing in this spec
 
 
 def test_val_sample(tiny_videos_dir):
     ds = dataset(tiny_videos_dir, "val", train=False)
-    clip, label, failures = ds[0, 6]
+    clip, label, failures, augment = ds[0, 6]
     assert clip.shape == (3, 4, 36, 36) and clip.dtype == torch.uint8
-    assert label == 3 and failures == 0
+    assert label == 3 and failures == 0 and augment.shape == (0,)
 
 
 def test_random_resized_crop_spec(tiny_videos_dir):
     spec = ClipSpec(num_frames=4, sampling_rate=2, target_fps=10, train_jitter_scales=(32, 40),
                     train_crop_size=24, test_crop_size=24, rrc_scale=(0.08, 1.0), rrc_ratio=(0.75, 1.333),
                     rand_augment=(2, 9.0, 0.5), erase_prob=0.25)
-    clip, _, _ = dataset(tiny_videos_dir, clip=spec)[1, 3]
+    ds = dataset(tiny_videos_dir, clip=spec)
+    clip, _, _, augment = ds[1, 3]
     assert clip.shape == (3, 4, 24, 24)
+    assert augment.shape == (2 * 4 + 6,)  # two ops and an erasing box, applied later on the device
+    assert torch.equal(augment, ds[1, 3][3]) and not torch.equal(augment, ds[2, 3][3])
 
 
 def test_validation_is_deterministic(tiny_videos_dir):
@@ -148,7 +152,7 @@ def test_corrupt_training_video_is_replaced_and_counted(tiny_dataset_copy, corru
     corrupt_video(ds0.entries[bad_index][0])
     ds = dataset(tiny_dataset_copy)
     for epoch in range(3):
-        clip, label, failures = ds[epoch, bad_index]
+        clip, label, failures, _ = ds[epoch, bad_index]
         assert failures >= 1
         assert clip.shape == (3, 4, 32, 32)
         assert 0 <= label < 4

@@ -1,13 +1,16 @@
 """Samplers and batch splitting: the global batch is the same for any process count; validation is exact."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from vmb.config import load_config
 from vmb.data.kinetics import KineticsDataset
 from vmb.data.loader import (CachedValLoader, ShardSampler, TrainSampler, build_loaders, clip_spec_from_cfg,
-                             per_process_batch)
+                             num_workers_here, per_process_batch, processes_per_node, resolve_num_workers,
+                             usable_cores)
 from vmb.errors import ConfigError
 
 
@@ -118,6 +121,52 @@ def test_clip_spec_from_cfg(tiny_videos_dir):
     assert spec.rand_augment is None and spec.erase_prob == 0.0
     aug = clip_spec_from_cfg(tiny_cfg(tiny_videos_dir, "AUG.ENABLE", "True", "AUG.RE_PROB", "0.25"))
     assert aug.rand_augment == (4, 7.0, 0.5) and aug.erase_prob == 0.25
+    assert spec.backend == "pyav"
+    assert clip_spec_from_cfg(tiny_cfg(tiny_videos_dir, "DATA.DECODING_BACKEND", "torchcodec")).backend == "torchcodec"
+
+
+@pytest.mark.parametrize("setting, cores, processes, expected", [
+    (3, 64, 8, 3),          # a number is taken as is
+    (0, 64, 1, 0),
+    ("auto", 2, 1, 1),      # this project's 2-core machine: one core decodes, one trains
+    ("auto", 1, 1, 0),      # a single core: decode in the training loop
+    ("auto", 16, 4, 3),     # 4 GPUs on 16 cores: 4 cores each, one of them for the training loop
+    ("auto", 16, 8, 1),     # 2 cores each: at least one worker
+    ("auto", 3, 2, 0),      # 1 core each (the odd core is left over)
+    ("auto", 8, 16, 0),     # more processes than cores
+])
+def test_resolve_num_workers(setting, cores, processes, expected):
+    assert resolve_num_workers(setting, cores, processes) == expected
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"LOCAL_WORLD_SIZE": "4", "WORLD_SIZE": "8"}, 4),  # torchrun, 2 machines x 4 processes
+    ({"WORLD_SIZE": "2"}, 2),                          # run_net.py spawned 2 processes on this machine
+    ({}, 1),
+])
+def test_processes_per_node(monkeypatch, env, expected):
+    for name in ("LOCAL_WORLD_SIZE", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert processes_per_node() == expected
+
+
+def test_usable_cores_follow_the_affinity(monkeypatch):
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cores() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+    assert usable_cores() == (os.cpu_count() or 1)
+
+
+def test_auto_workers_here(monkeypatch, tiny_videos_dir):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    expected = max(0, usable_cores() - 1)
+    assert num_workers_here("auto") == expected and num_workers_here(2) == 2
+    train, val = build_loaders(tiny_cfg(tiny_videos_dir, "DATA_LOADER.NUM_WORKERS", "auto"), 0, 1, pin_memory=False)
+    assert train.num_workers == val.num_workers == expected
+    train, val = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, pin_memory=False, workers=1)
+    assert train.num_workers == val.num_workers == 1
 
 
 def test_build_loaders_two_ranks(tiny_videos_dir):
@@ -127,10 +176,10 @@ def test_build_loaders_two_ranks(tiny_videos_dir):
         train, val = build_loaders(cfg, rank, 2, pin_memory=False)
         batches = list(train)
         assert len(batches) == 16 // 4
-        clips, labels, failures = batches[0]
+        clips, labels, failures, augment = batches[0]
         assert clips.shape == (2, 3, 4, 32, 32)  # global batch 4 split over 2 ranks
         assert labels.shape == (2,) and int(failures.sum()) == 0
-        val_total += sum(len(labels) for _, labels, _ in val)
+        val_total += sum(len(labels) for _, labels, *_ in val)
     assert val_total == 7
 
 
@@ -151,7 +200,7 @@ def test_cached_val_loader_replays_the_first_pass_without_decoding(tiny_videos_d
     for _ in range(3):
         batches = list(cached)
         assert len(batches) == len(expected)
-        for (clips, labels, _), (want_clips, want_labels, _) in zip(batches, expected):
+        for (clips, labels, *_), (want_clips, want_labels, *_) in zip(batches, expected):
             assert torch.equal(clips, want_clips) and torch.equal(labels, want_labels)
     assert len(reads) == 7  # every val video decoded once, in the first pass only
 
@@ -162,5 +211,5 @@ def test_cached_val_loader_keeps_nothing_from_an_unfinished_pass(tiny_videos_dir
     reads = []
     original = KineticsDataset.__getitem__
     monkeypatch.setattr(KineticsDataset, "__getitem__", lambda self, key: reads.append(key) or original(self, key))
-    assert sum(len(labels) for _, labels, _ in cached) == 7
+    assert sum(len(labels) for _, labels, *_ in cached) == 7
     assert len(reads) == 7  # the full pass decoded again

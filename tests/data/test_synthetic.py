@@ -1,7 +1,10 @@
-"""Tests of the synthetic smoke dataset: layout, decoding, caching, determinism and learnability."""
+"""Tests of the synthetic datasets: layout, decoding, caching, determinism, manifests, learnability, and the
+Kinetics20-shaped profile."""
 import dataclasses
+import hashlib
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -10,23 +13,36 @@ import numpy as np
 import pytest
 
 from vmb.data import synthetic
+from vmb.data.formats import FORMAT_VERSION, PREPARED
+from vmb.data.manifest import MANIFEST, read_manifest
 from vmb.data.synthetic import (
     CLASS_NAMES,
     GENERATOR_VERSION,
     MOTIONS,
+    PROFILES,
     SyntheticSpec,
     ensure_synthetic_dataset,
+    profile_spec,
+    render_frames,
     render_video,
 )
 from vmb.errors import ConfigError, DataError
 
 TINY = SyntheticSpec(train_per_class=1, val_per_class=2, width=48, height=32, num_frames=16)
+# The Kinetics20-shaped profile at its full frame size, 1 train / 1 val video per class, 6 frames (0.2 s).
+KINETICS_TINY = profile_spec("kinetics", train_per_class=1, val_per_class=1, seconds=0.2)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "smoke", TINY)
+
+
+@pytest.fixture(scope="module")
+def kinetics_dataset(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A tiny kinetics-profile set, written by two worker processes."""
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "dryrun", KINETICS_TINY, workers=2)
 
 
 def read_csv(path: pathlib.Path) -> list[tuple[str, int]]:
@@ -139,7 +155,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path: pathlib.Path, monkeypat
 def test_generation_is_byte_for_byte_deterministic(tmp_path: pathlib.Path, tiny_dataset: pathlib.Path) -> None:
     again = ensure_synthetic_dataset(tmp_path / "again", TINY)
     files = sorted(p.relative_to(tiny_dataset) for p in tiny_dataset.rglob("*") if p.is_file())
-    assert len(files) == 20 * 3 + 4
+    assert len(files) == 20 * 3 + 5
     for relative in files:
         if (again / relative).read_bytes() != (tiny_dataset / relative).read_bytes():
             frames_equal = relative.suffix == ".mp4" and np.array_equal(
@@ -207,6 +223,8 @@ def test_spec_validation() -> None:
         SyntheticSpec(num_classes=10)
     with pytest.raises(ConfigError, match="width"):
         SyntheticSpec(width=47)
+    with pytest.raises(ConfigError, match="encoding='h265'"):
+        SyntheticSpec(encoding="h265")
 
 
 def test_command_line_tool(tmp_path: pathlib.Path) -> None:
@@ -216,5 +234,107 @@ def test_command_line_tool(tmp_path: pathlib.Path) -> None:
     assert "20 train / 20 val videos" in done.stdout
     assert len((tmp_path / "smoke" / "train.csv").read_text().splitlines()) == 20
     clash = subprocess.run(command, capture_output=True, text=True)
-    assert clash.returncode == 1
+    assert clash.returncode == 2
     assert clash.stderr.count("\n") == 1 and "--force" in clash.stderr
+
+
+# ------------------------------------------------------------------------------------------ manifests
+
+def check_manifest(data_dir: pathlib.Path, spec: SyntheticSpec) -> dict:
+    """manifest.json is valid, lists every video of the CSVs with its true sha256 and size; returns it."""
+    manifest = read_manifest(data_dir)
+    assert manifest["kind"] == "synthetic" and manifest["classes"] == list(CLASS_NAMES)
+    assert manifest["params"] == json.loads((data_dir / "synthetic_spec.json").read_text())
+    listed = {(split, relative, label) for split in ("train", "val")
+              for relative, label in read_csv(data_dir / f"{split}.csv")}
+    assert {(c["split"], c["path"], c["label_index"]) for c in manifest["clips"]} == listed
+    for clip in manifest["clips"]:
+        data = (data_dir / clip["path"]).read_bytes()
+        assert clip["source_sha256"] == hashlib.sha256(data).hexdigest()
+        assert clip["bytes"] == clip["source_bytes"] == len(data)
+        assert clip["id"] == clip["path"].removesuffix(".mp4") and clip["source"] == "synthetic"
+        assert clip["label"] == CLASS_NAMES[clip["label_index"]]
+        assert (clip["frames"], clip["fps"]) == (spec.num_frames, spec.fps)
+        assert clip["duration_s"] == pytest.approx(spec.num_frames / spec.fps)
+    return manifest
+
+
+def test_smoke_manifest(tiny_dataset: pathlib.Path) -> None:
+    params = check_manifest(tiny_dataset, TINY)["params"]
+    assert params == {**dataclasses.asdict(TINY), "generator_version": GENERATOR_VERSION}
+    assert params["encoding"] == "smoke"
+
+
+def test_dataset_from_before_manifests_gets_one(tmp_path: pathlib.Path, tiny_dataset: pathlib.Path) -> None:
+    """A complete smoke dataset written before manifests (and the encoding field) existed is upgraded in
+    place: its videos and spec file stay as they are, the manifest is the one a fresh generation writes."""
+    old = pathlib.Path(shutil.copytree(tiny_dataset, tmp_path / "smoke"))
+    (old / MANIFEST).unlink()
+    record = json.loads((old / "synthetic_spec.json").read_text())
+    del record["encoding"]
+    (old / "synthetic_spec.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    stamps = {p: p.stat().st_mtime_ns for p in old.rglob("*") if p.is_file()}
+
+    assert ensure_synthetic_dataset(old, TINY) == old
+    assert (old / MANIFEST).read_text() == (tiny_dataset / MANIFEST).read_text()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke"]
+
+
+# ------------------------------------------------------------------------------------------ kinetics profile
+
+def test_profiles() -> None:
+    assert PROFILES["smoke"] == SyntheticSpec()
+    kinetics = PROFILES["kinetics"]
+    assert (kinetics.width, kinetics.height, kinetics.fps, kinetics.num_frames) == (456, 256, 30, 300)
+    assert kinetics.encoding == PREPARED.name == "prepared"
+    assert (kinetics.train_per_class, kinetics.val_per_class) == (24, 8)
+    assert profile_spec("kinetics", seconds=1, seed=3) == dataclasses.replace(kinetics, num_frames=30, seed=3)
+    with pytest.raises(ConfigError, match="at least 2"):
+        profile_spec("kinetics", seconds=0.01)
+    with pytest.raises(ConfigError, match="unknown synthetic profile 'ucf'"):
+        profile_spec("ucf")
+
+
+def test_render_frames_streams_render_video() -> None:
+    spec = dataclasses.replace(TINY, num_frames=5)
+    frames = render_frames(7, np.random.default_rng(2), spec)
+    np.testing.assert_array_equal(np.stack(list(frames)), render_video(7, np.random.default_rng(2), spec))
+
+
+def test_kinetics_profile_shape(kinetics_dataset: pathlib.Path) -> None:
+    """456x256 H.264 at 30 fps, every frame a keyframe (formats.PREPARED), the manifest covers every video."""
+    for relative, _ in read_csv(kinetics_dataset / "val.csv")[::7]:
+        with av.open(str(kinetics_dataset / relative)) as container:
+            assert len(container.streams.audio) == 0
+            stream = container.streams.video[0]
+            assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+            assert (stream.width, stream.height, stream.average_rate) == (456, 256, 30)
+            packets = [p for p in container.demux(stream) if p.size]
+            assert len(packets) == KINETICS_TINY.num_frames
+            assert all(p.is_keyframe for p in packets)
+        with av.open(str(kinetics_dataset / relative)) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            assert np.stack(frames).shape == (KINETICS_TINY.num_frames, 256, 456, 3)
+    params = check_manifest(kinetics_dataset, KINETICS_TINY)["params"]
+    assert params["format"] == PREPARED.as_dict() and params["format_version"] == FORMAT_VERSION
+    assert params["encoding"] == "prepared" and (params["width"], params["height"]) == (456, 256)
+    assert len(read_csv(kinetics_dataset / "train.csv")) == len(read_csv(kinetics_dataset / "val.csv")) == 20
+    assert not list(kinetics_dataset.parent.glob("*.tmp-*"))
+
+
+def test_kinetics_fingerprint_is_stable(tmp_path: pathlib.Path, kinetics_dataset: pathlib.Path) -> None:
+    """A second generation of the same spec (in-process, the first used a pool) gives the same manifest;
+    another seed another fingerprint and other videos."""
+    first = read_manifest(kinetics_dataset)
+    assert read_manifest(ensure_synthetic_dataset(tmp_path / "again", KINETICS_TINY)) == first
+    other = read_manifest(ensure_synthetic_dataset(tmp_path / "seed1", dataclasses.replace(KINETICS_TINY, seed=1),
+                                                   workers=2))
+    assert other["fingerprint"] != first["fingerprint"]
+    assert not {c["source_sha256"] for c in other["clips"]} & {c["source_sha256"] for c in first["clips"]}
+
+
+def test_workers_must_be_positive(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ConfigError, match="workers=0"):
+        ensure_synthetic_dataset(tmp_path / "x", TINY, workers=0)
+    assert not list(tmp_path.iterdir())

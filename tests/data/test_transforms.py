@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torchvision.transforms.v2 import RandAugment as TorchvisionRandAugment
 
 from vmb.data import transforms as T
 
@@ -129,101 +128,3 @@ def test_normalize_math():
     for c in range(3):
         expected = (torch.tensor([0, 51, 255]) / 255.0 - mean[c]) / std[c]
         assert torch.allclose(out[0, c, 0, 0], expected, atol=1e-5)
-
-
-def test_rand_augment_deterministic_per_seed():
-    clip = make_clip(t=3, h=32, w=32)
-    a = T.rand_augment(clip, 4, 9, 0.5, rng(42))
-    b = T.rand_augment(clip, 4, 9, 0.5, rng(42))
-    assert a.shape == clip.shape and a.dtype == torch.uint8
-    assert torch.equal(a, b)
-    outs = [T.rand_augment(clip, 4, 9, 0.5, rng(seed)) for seed in range(6)]
-    assert any(not torch.equal(outs[0], o) for o in outs[1:])
-
-
-def test_rand_augment_same_op_for_every_frame():
-    frame = make_clip(t=1, h=32, w=32)
-    clip = frame.expand(3, 4, 32, 32).contiguous()  # four identical frames
-    for seed in range(4):
-        out = T.rand_augment(clip, 3, 9, 0.5, rng(seed))
-        for t in range(1, 4):
-            assert torch.equal(out[:, t], out[:, 0])
-
-
-def test_rand_augment_leaves_global_rng_untouched():
-    clip = make_clip(t=2, h=32, w=32)
-    torch.manual_seed(1234)
-    state = torch.get_rng_state()
-    T.rand_augment(clip, 4, 9, 0.5, rng(0))
-    assert torch.equal(torch.get_rng_state(), state)
-    expected = torch.rand(3)
-    torch.manual_seed(1234)
-    assert torch.equal(torch.rand(3), expected)
-
-
-def test_rand_augment_advances_numpy_generator():
-    generator = rng(0)
-    T.rand_augment(make_clip(t=2, h=32, w=32), 2, 5, 0.5, generator)
-    assert generator.random() != rng(0).random()
-
-
-def record_rand_augment_calls(monkeypatch):
-    """Replace torchvision's RandAugment by a recorder of (num_ops, magnitude, num_magnitude_bins)."""
-    calls = []
-
-    def fake(num_ops, magnitude, num_magnitude_bins):
-        calls.append((num_ops, magnitude, num_magnitude_bins))
-        return lambda frames: frames
-    monkeypatch.setattr(T.v2, "RandAugment", fake)
-    return calls
-
-
-def test_rand_augment_magnitude_is_on_timms_0_to_10_scale(monkeypatch):
-    calls = record_rand_augment_calls(monkeypatch)
-    for seed in range(50):
-        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 7, 0.0, rng(seed))
-    assert set(calls) == {(1, 70, 101)}  # one op per call, level 7 of 10 = bin 70 of 0..100
-    assert 0.4 < len(calls) / (50 * 4) < 0.6  # each of the 4 ops is applied with probability 0.5
-    # "rand-m7" rotates by up to 21 degrees (7/10 of torchvision's 30), not 7 (bin 7 of the default 31).
-    rotate = TorchvisionRandAugment._AUGMENTATION_SPACE["Rotate"][0](101, 8, 8)
-    assert float(rotate[70]) == pytest.approx(21.0)
-
-
-def test_rand_augment_magnitude_noise(monkeypatch):
-    calls = record_rand_augment_calls(monkeypatch)
-    for seed in range(100):
-        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 7, 0.5, rng(seed))
-    levels = np.array([magnitude for _, magnitude, _ in calls]) / 10.0
-    assert abs(levels.mean() - 7.0) < 0.15 and 0.35 < levels.std() < 0.65  # N(7, 0.5), 0.1 resolution
-    calls.clear()
-    for seed in range(20):
-        T.rand_augment(make_clip(t=2, h=8, w=8), 4, 9.8, 2.0, rng(seed))
-    assert calls and all(0 <= magnitude <= 100 for _, magnitude, _ in calls)  # clipped to [0, 10]
-    assert any(magnitude == 100 for _, magnitude, _ in calls)
-
-
-def test_random_erase_prob_one_changes_one_box():
-    clip = torch.zeros(3, 4, 40, 48, dtype=torch.uint8)
-    changed_any = False
-    for seed in range(5):
-        out = T.random_erase(clip, 1.0, rng(seed))
-        assert out.shape == clip.shape and out.dtype == torch.uint8
-        assert (clip == 0).all()  # the input is not modified in place
-        mask = (out != 0).any(dim=0)  # (T, H, W)
-        if not mask.any():
-            continue
-        changed_any = True
-        # The same box in every frame ...
-        box = (out[:, 0] != 0).any(dim=0)
-        rows, cols = box.any(dim=1).nonzero(), box.any(dim=0).nonzero()
-        top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
-        assert not mask[:, :top].any() and not mask[:, bottom + 1:].any()
-        assert not mask[:, :, :left].any() and not mask[:, :, right + 1:].any()
-        # ... strictly smaller than the frame.
-        assert (bottom - top + 1) < 40 or (right - left + 1) < 48
-    assert changed_any
-
-
-def test_random_erase_prob_zero_is_identity():
-    clip = make_clip()
-    assert T.random_erase(clip, 0.0, rng()) is clip

@@ -1,10 +1,20 @@
-"""Dataset fingerprint: which exact bytes a run trained and validated on."""
+"""Dataset fingerprint: which dataset a run trained and validated on.
+
+Prepared and generated datasets carry `manifest.json` (vmb.data.manifest), whose fingerprint identifies the
+data by its sources and preparation parameters; a run records that. A folder without a manifest (hand-made
+test data) gets a cheap fallback labelled `unprepared:`, over the split CSVs and each listed file's size.
+Neither reads a video byte, so recording the fingerprint never warms the page cache for the next run.
+"""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+from vmb.data.manifest import MANIFEST, read_manifest
+from vmb.errors import DataError
+
 _CHUNK = 1 << 20
+UNPREPARED = "unprepared:"
 
 
 def file_sha256(path: Path) -> str:
@@ -15,12 +25,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str = "") -> str:
-    """sha256 over train.csv, val.csv and the content of every video they list, in CSV order.
-
-    It reads every byte, so the trainer computes it after run_stop: reading the files before the timed
-    region would warm the page cache for the run.
-    """
+def unprepared_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str = "") -> str:
+    """`unprepared:sha256:...` over train.csv, val.csv and the (relative path, label, size) of every video
+    they list, in CSV order: it sees a changed list or a resized file, not a same-size change of bytes."""
     from vmb.data.kinetics import read_split_csv  # here, not at the top: the scorer imports this module
 
     data_dir = Path(data_dir)
@@ -28,7 +35,24 @@ def dataset_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str
     digest = hashlib.sha256()
     for split in ("train", "val"):
         csv_path = data_dir / f"{split}.csv"
+        entries = read_split_csv(csv_path, num_classes)
         digest.update(f"{split}.csv {file_sha256(csv_path)}\n".encode())
-        for rel_path, label in read_split_csv(csv_path, num_classes):
-            digest.update(f"{rel_path} {label} {file_sha256(root / rel_path)}\n".encode())
-    return "sha256:" + digest.hexdigest()
+        for rel_path, label in entries:
+            try:
+                size = (root / rel_path).stat().st_size
+            except OSError as exc:
+                raise DataError(f"{root / rel_path}: cannot read its size ({exc.strerror})") from None
+            digest.update(f"{rel_path} {label} {size}\n".encode())
+    return f"{UNPREPARED}sha256:{digest.hexdigest()}"
+
+
+def dataset_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str = "") -> str:
+    """The fingerprint of `data_dir/manifest.json` (checked against its content), or the `unprepared:`
+    fallback when the folder has no manifest.
+
+    Raises:
+        DataError: an unreadable or inconsistent manifest, or a split CSV that cannot be read.
+    """
+    if (Path(data_dir) / MANIFEST).is_file():
+        return read_manifest(data_dir)["fingerprint"]
+    return unprepared_fingerprint(data_dir, num_classes, path_prefix)

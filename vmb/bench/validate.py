@@ -386,6 +386,12 @@ def _distinct(values: list) -> list:
     return list(dict.fromkeys(values))
 
 
+def _short(fingerprint: str) -> str:
+    """A fingerprint's labels and first 12 digits: "sha256:1c0036af3ee1...", "unprepared:sha256:02ddb3a199cc..."."""
+    labels, _, digits = fingerprint.rpartition(":")
+    return f"{labels}:{digits[:12]}..." if labels else f"{digits[:12]}..."
+
+
 def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canonical: CfgNode) -> list[str]:
     """Set-level checks of one benchmark's runs."""
     reasons = []
@@ -455,7 +461,7 @@ def assess(paths: Sequence[Path], reference: Reference | None = None,
         prints = _distinct(r.result["dataset_fingerprint"] for r in runs)
         if len(prints) > 1:
             reasons.append(f"suite {suite}: runs used {len(prints)} different datasets (fingerprints "
-                           f"{', '.join(p[:19] + '...' for p in prints)}); a set uses one dataset")
+                           f"{', '.join(map(_short, prints))}); a set uses one dataset")
     names = _distinct(c.run.benchmark for c in loaded)
     benchmarks = {name: _score_benchmark(name, [c for c in loaded if c.run.benchmark == name], reference)
                   for name in names}

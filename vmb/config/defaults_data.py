@@ -23,6 +23,11 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.DATA.STD = [0.225, 0.225, 0.225]
     # Training videos that fail to decode are replaced by another one, at most this many times in a row.
     cfg.DATA.NUM_RETRIES = 10
+    # Video decoder: "pyav", "torchcodec", "torchcodec_cuda" or "dali" (a resource key; see docs/DATA.md).
+    cfg.DATA.DECODING_BACKEND = "pyav"
+    # The manifest fingerprint the data must have ("sha256:..."; empty: any). The pre-flight checks it
+    # against PATH_TO_DATA_DIR/manifest.json before run_start; canonical configs fix it.
+    cfg.DATA.FINGERPRINT = ""
 
     # The smoke benchmark's synthetic dataset, generated into PATH_TO_DATA_DIR on first use.
     cfg.SYNTHETIC = CfgNode()
@@ -47,6 +52,8 @@ def add_data_defaults(cfg: CfgNode) -> None:
     cfg.MIXUP.LABEL_SMOOTH_VALUE = 0.1
 
     cfg.DATA_LOADER = CfgNode()
-    cfg.DATA_LOADER.NUM_WORKERS = 4
+    # Decoding processes per training process: an integer >= 0 (0 decodes in the training loop) or "auto",
+    # this process's share of the usable cores minus one (vmb.data.loader.resolve_num_workers).
+    cfg.DATA_LOADER.NUM_WORKERS = "auto"
     cfg.DATA_LOADER.PIN_MEMORY = True
     cfg.DATA_LOADER.PREFETCH_FACTOR = 2

@@ -9,6 +9,7 @@ import ast
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,10 @@ _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine",),
     "MVIT.MODE": ("conv", "max", "avg"),
     "TRAIN.AMP_DTYPE": ("float16", "bfloat16"),
+    "DATA.DECODING_BACKEND": ("pyav", "torchcodec", "torchcodec_cuda", "dali"),
 }
+# Keys that take an integer or the word "auto" (resolved when the run starts; see vmb.data.loader).
+_INT_OR_AUTO = frozenset({"DATA_LOADER.NUM_WORKERS"})
 
 
 def get_defaults() -> CfgNode:
@@ -52,8 +56,19 @@ def _flatten(node: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _coerce_int_or_auto(key: str, value: Any, source: str) -> int | str:
+    """`value` as an int, or the string "auto"; digits typed on the command line become an int."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
+        return int(value)
+    raise ConfigError(f"{source}: {key} must be an integer or auto, got {value!r}")
+
+
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
     """Return `value` converted to the type of `default`, or raise a one-line ConfigError."""
+    if key in _INT_OR_AUTO:
+        return _coerce_int_or_auto(key, value, source)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -125,9 +140,15 @@ def validate(cfg: CfgNode) -> None:
                 "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD"):
         if flat[key] <= 0:
             raise ConfigError(f"{key} must be positive; got {flat[key]}")
-    for key in ("NUM_GPUS", "DATA_LOADER.NUM_WORKERS", "SOLVER.WARMUP_EPOCHS", "DATA.NUM_RETRIES"):
+    for key in ("NUM_GPUS", "SOLVER.WARMUP_EPOCHS", "DATA.NUM_RETRIES"):
         if flat[key] < 0:
             raise ConfigError(f"{key} must not be negative; got {flat[key]}")
+    for key in _INT_OR_AUTO:
+        if flat[key] != "auto" and flat[key] < 0:
+            raise ConfigError(f"{key} must be auto or an integer >= 0; got {flat[key]}")
+    if cfg.DATA.FINGERPRINT and not re.fullmatch(r"sha256:[0-9a-f]{64}", cfg.DATA.FINGERPRINT):
+        raise ConfigError(f"DATA.FINGERPRINT must be empty or a manifest fingerprint 'sha256:<64 hex digits>'; "
+                          f"got {cfg.DATA.FINGERPRINT!r}")
     if not 0 < cfg.TRAIN.EVAL_PERIOD:
         raise ConfigError(f"TRAIN.EVAL_PERIOD must be positive (epochs); got {cfg.TRAIN.EVAL_PERIOD}")
     if not 0.0 <= cfg.BENCHMARK.TARGET_TOP1 <= 100.0:

@@ -64,12 +64,12 @@ OP_NAMES = tuple(_OPS)
 
 
 def draw_clip_augment(rng: np.random.Generator, num_ops: int, magnitude: float, magnitude_std: float,
-                      erase_prob: float, height: int, width: int, rand_augment: bool = True,
-                      erase_scale: Sequence[float] = (0.02, 1 / 3),
+                      erase_prob: float, height: int, width: int, erase_scale: Sequence[float] = (0.02, 1 / 3),
                       erase_ratio: Sequence[float] = (0.3, 3.3)) -> torch.Tensor:
-    """Draw one clip's RandAugment ops and erasing box from `rng`; int64 tensor in the module's layout."""
+    """Draw one clip's `num_ops` RandAugment ops (0: none) and, if `erase_prob` > 0, its erasing box from
+    `rng`; an int64 tensor in the module's layout."""
     params: list[int] = []
-    for _ in range(num_ops if rand_augment else 0):
+    for _ in range(num_ops):
         applied = rng.random() < RAND_OP_PROB
         op = int(rng.integers(len(OP_NAMES)))
         level = float(np.clip(rng.normal(magnitude, magnitude_std), 0.0, RAND_MAX_LEVEL))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vmb.data import transforms as T
+from vmb.data.augment import draw_clip_augment
 from vmb.data.sampling import clip_duration, clip_start, sample_times
 from vmb.data.video import get_decoder
 from vmb.errors import DataError
@@ -33,6 +34,12 @@ class ClipSpec:
     rand_augment: tuple[int, float, float] | None = None  # (num_ops, magnitude, magnitude_std), timm's scale
     erase_prob: float = 0.0
     backend: str = "pyav"  # DATA.DECODING_BACKEND: a key of vmb.data.video.BACKENDS
+
+
+def missing_data_dir(data_dir: Path) -> DataError:
+    """The error for a data folder that does not exist, saying how to make one."""
+    return DataError(f"{data_dir}: data directory not found; set DATA.PATH_TO_DATA_DIR, or make the data: "
+                     "tools/prepare_kinetics20.py (Kinetics20), tools/make_synthetic.py --profile kinetics (dry run)")
 
 
 def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
@@ -64,8 +71,10 @@ def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
 class KineticsDataset(torch.utils.data.Dataset):
     """Clips from a Kinetics-format split.
 
-    Indexed by (epoch, index) pairs (see `EpochIndexSampler`). A sample is
-    `(clip uint8 (C, T, H, W), label int, failed_decodes int)`. In training a video that fails to decode is
+    Indexed by (epoch, index) pairs (see `TrainSampler`). A sample is
+    `(clip uint8 (C, T, H, W), label int, failed_decodes int, augment int64 (P,))`, `augment` the RandAugment
+    and erasing parameters drawn for the clip (vmb/data/augment.py; empty in validation or without AUG),
+    which the training loop applies on the device. In training a video that fails to decode is
     replaced by a random other one (up to `num_retries` in a row) and the failures are returned with the
     sample, so the loop can count them exactly; in validation a failure raises `DataError`.
     """
@@ -74,7 +83,7 @@ class KineticsDataset(torch.utils.data.Dataset):
                  seed: int = 0, num_retries: int = 10, path_prefix: str = "") -> None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
-            raise DataError(f"{data_dir}: data directory not found (set DATA.PATH_TO_DATA_DIR)")
+            raise missing_data_dir(data_dir)
         csv_path = data_dir / f"{split}.csv"
         root = Path(path_prefix) if path_prefix else data_dir
         self.entries = [(root / path, label) for path, label in read_split_csv(csv_path, num_classes)]
@@ -87,14 +96,15 @@ class KineticsDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         epoch, index = key
         rng = np.random.default_rng((self.seed, epoch, index)) if self.train else None
         failures = 0
         while True:
             path, label = self.entries[index]
             try:
-                return self._load(path, rng), label, failures
+                clip = self._load(path, rng)
+                return clip, label, failures, self._draw_augment(rng, clip.shape[-2:])
             except DataError:
                 if not self.train:
                     raise
@@ -118,10 +128,12 @@ class KineticsDataset(torch.utils.data.Dataset):
         else:
             geometry = T.jitter_crop_geometry(c.train_jitter_scales, c.train_crop_size, rng)
         clip = T.to_cthw(self.decode(path, timing, geometry))
-        if c.random_flip:
-            clip = T.horizontal_flip(clip, rng)
-        if c.rand_augment is not None:
-            clip = T.rand_augment(clip, *c.rand_augment, rng)
-        if c.erase_prob > 0:
-            clip = T.random_erase(clip, c.erase_prob, rng)
-        return clip
+        return T.horizontal_flip(clip, rng) if c.random_flip else clip
+
+    def _draw_augment(self, rng: np.random.Generator | None, size: tuple[int, int]) -> torch.Tensor:
+        """The clip's RandAugment / erasing parameters (applied by the training loop on the device)."""
+        c = self.clip
+        if rng is None or (c.rand_augment is None and c.erase_prob == 0):
+            return torch.zeros(0, dtype=torch.int64)
+        num_ops, magnitude, magnitude_std = c.rand_augment or (0, 0.0, 0.0)
+        return draw_clip_augment(rng, num_ops, magnitude, magnitude_std, c.erase_prob, *size)

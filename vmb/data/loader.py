@@ -1,6 +1,7 @@
 """Data loaders: per-process shards of the global batch, and an exact (unpadded) validation split."""
 from __future__ import annotations
 
+import os
 from typing import Iterator, Union
 
 import torch
@@ -59,6 +60,36 @@ def per_process_batch(global_batch: int, world_size: int, key: str) -> int:
     if global_batch % world_size:
         raise ConfigError(f"{key} {global_batch} is not divisible by the {world_size} processes")
     return global_batch // world_size
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one, else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def processes_per_node() -> int:
+    """Training processes on this machine: torchrun's LOCAL_WORLD_SIZE; else the processes tools/run_net.py
+    spawned itself (their WORLD_SIZE: all on this machine); else 1."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
+
+
+def resolve_num_workers(setting: int | str, cores: int, processes: int) -> int:
+    """DATA_LOADER.NUM_WORKERS as a number of decoding processes for one training process.
+
+    An integer is taken as is. "auto" gives each of the `processes` training processes its share of the
+    `cores` minus the one its own training loop needs: at least 1 worker when the share is 2 cores or more,
+    0 (decode in the training loop) when it is a single core.
+    """
+    if setting != "auto":
+        return int(setting)
+    return max(0, cores // max(1, processes) - 1)
+
+
+def num_workers_here(setting: int | str) -> int:
+    """DATA_LOADER.NUM_WORKERS resolved for this process on this machine."""
+    return resolve_num_workers(setting, usable_cores(), processes_per_node())
 
 
 def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, num_workers: int,
@@ -123,18 +154,23 @@ def clip_spec_from_cfg(cfg) -> ClipSpec:
         rand_augment=(cfg.AUG.RAND_NUM_OPS, cfg.AUG.RAND_MAGNITUDE, cfg.AUG.RAND_MAGNITUDE_STD)
         if cfg.AUG.ENABLE else None,
         erase_prob=cfg.AUG.RE_PROB if cfg.AUG.ENABLE else 0.0,
+        backend=d.DECODING_BACKEND,
     )
 
 
-def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool) -> tuple[DataLoader, ValLoader]:
-    """(train loader, val loader) for this process; pages are pinned only if `pin_memory` (CUDA) and
-    DATA_LOADER.PIN_MEMORY. With TEST.CACHE_CLIPS the val loader decodes once and replays from memory."""
+def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool,
+                  workers: int | None = None) -> tuple[DataLoader, ValLoader]:
+    """(train loader, val loader) for this process, each with `workers` decoding processes (None:
+    DATA_LOADER.NUM_WORKERS resolved by `num_workers_here`); pages are pinned only if `pin_memory` (CUDA)
+    and DATA_LOADER.PIN_MEMORY. With TEST.CACHE_CLIPS the val loader decodes once and replays from memory."""
+    if workers is None:
+        workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
     clip = clip_spec_from_cfg(cfg)
     common = dict(data_dir=cfg.DATA.PATH_TO_DATA_DIR, num_classes=cfg.MODEL.NUM_CLASSES, clip=clip,
                   seed=cfg.RNG_SEED, num_retries=cfg.DATA.NUM_RETRIES, path_prefix=cfg.DATA.PATH_PREFIX)
     train_set = KineticsDataset(split="train", train=True, **common)
     val_set = KineticsDataset(split="val", train=False, **common)
-    loader_args = dict(num_workers=cfg.DATA_LOADER.NUM_WORKERS, pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
+    loader_args = dict(num_workers=workers, pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
                        prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR)
     train_loader = build_loader(
         train_set, TrainSampler(len(train_set), cfg.TRAIN.BATCH_SIZE, rank, world_size, cfg.RNG_SEED),

@@ -1,10 +1,18 @@
-"""Learnable synthetic video classification data ("smoke" benchmark data) in the Kinetics layout.
+"""Learnable synthetic video classification data in the Kinetics layout: the smoke benchmark's data, and a
+Kinetics20-shaped set for dry runs.
 
 Every video shows a random smooth colour texture that moves in one of 10 ways (pans, diagonals,
 zooms, rotation, oscillations) at one of 2 speeds, giving 20 classes. Only the motion over time
 tells the classes apart: textures, colours and start positions are drawn independently of the
 label, so a single frame carries no class information. Left/right directions are drawn at random
 per video, so every class is invariant under horizontal flip.
+
+Two profiles (`PROFILES`) set the shape and the encoding:
+
+- "smoke": 96x72, 32 frames at 15 fps, x264 with 8-frame GOPs; the smoke benchmark's data.
+- "kinetics": Kinetics20's shape, 10 s at 30 fps, 16:9 at short side 256 (456x256), encoded in
+  `formats.PREPARED` (H.264 all-intra) as tools/prepare_kinetics20.py writes Kinetics20; for dry runs
+  that measure a machine's throughput (configs/dryrun/).
 
 The videos are real H.264 .mp4 files, written as PySlowFast's Kinetics dataset reads them::
 
@@ -13,21 +21,33 @@ The videos are real H.264 .mp4 files, written as PySlowFast's Kinetics dataset r
         train.csv, val.csv       "train/<class_name>/000012.mp4 <label>" per line
         train/<class_name>/NNNNNN.mp4
         val/<class_name>/NNNNNN.mp4
+        manifest.json            every clip with its sha256, and the dataset fingerprint (vmb.data.manifest)
         synthetic_spec.json      the spec; written last, marks a complete dataset
+
+Generation is deterministic (one-thread x264 without mbtree): the same spec gives the same bytes on the
+same software stack, with any number of worker processes.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import multiprocessing
 import os
 import pathlib
 import shutil
+import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from fractions import Fraction
+from typing import Iterable, Iterator
 
 import av
 import numpy as np
+from tqdm import tqdm
 
+from vmb.data.formats import FORMAT_VERSION, PREPARED, add_video_stream
+from vmb.data.manifest import MANIFEST, write_manifest
 from vmb.errors import ConfigError, DataError
 
 GENERATOR_VERSION = 2
@@ -79,6 +99,10 @@ _X264_OPTIONS = {
 }
 _SPLITS = ("train", "val")
 
+# How the videos are encoded: the smoke data's own x264 settings above, or the benchmark's prepared format.
+SMOKE_ENCODING = "smoke"
+ENCODINGS = (SMOKE_ENCODING, PREPARED.name)
+
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
@@ -92,6 +116,7 @@ class SyntheticSpec:
     num_frames: int = 32
     fps: int = 15
     seed: int = 0
+    encoding: str = SMOKE_ENCODING  # one of ENCODINGS
 
     def __post_init__(self) -> None:
         if self.num_classes != len(CLASS_NAMES):
@@ -108,17 +133,45 @@ class SyntheticSpec:
             value = getattr(self, name)
             if value < 16 or value % 2:
                 raise ConfigError(f"synthetic {name}={value}: must be even and at least 16 (yuv420p)")
+        if self.encoding not in ENCODINGS:
+            raise ConfigError(f"synthetic encoding={self.encoding!r}: must be one of {', '.join(ENCODINGS)}")
 
     def per_class(self, split: str) -> int:
         """Number of videos per class in `split` ("train" or "val")."""
         return self.train_per_class if split == "train" else self.val_per_class
 
 
-def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
-    """Frames of one video of class `label`: uint8 array of shape (T, H, W, 3).
+_KINETICS_WIDTH, _KINETICS_HEIGHT = PREPARED.output_size(16, 9)  # 16:9 at short side 256: 456x256
+PROFILES: dict[str, SyntheticSpec] = {
+    "smoke": SyntheticSpec(),
+    "kinetics": SyntheticSpec(width=_KINETICS_WIDTH, height=_KINETICS_HEIGHT, num_frames=10 * PREPARED.fps,
+                              fps=PREPARED.fps, encoding=PREPARED.name),
+}
+PROFILE_DIRS = {"smoke": "data/smoke", "kinetics": "data/dryrun"}  # where the configs look for them
 
-    The random draws do not depend on `label`, so the same generator state gives the same texture,
-    start offset, jitter and sign for every class: two labels differ only in their motion.
+
+def profile_spec(profile: str, train_per_class: int | None = None, val_per_class: int | None = None,
+                 seconds: float | None = None, seed: int | None = None) -> SyntheticSpec:
+    """The spec of PROFILES[profile] with the given counts, clip length and seed (None keeps the profile's)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown synthetic profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    spec = PROFILES[profile]
+    changes = {"train_per_class": train_per_class, "val_per_class": val_per_class, "seed": seed}
+    if seconds is not None:
+        changes["num_frames"] = round(seconds * spec.fps)
+        if changes["num_frames"] < 2:
+            raise ConfigError(f"{seconds} s at {spec.fps} fps is {changes['num_frames']} frame(s); "
+                              "a clip needs at least 2")
+    return dataclasses.replace(spec, **{k: v for k, v in changes.items() if v is not None})
+
+
+def render_frames(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> Iterator[np.ndarray]:
+    """Frames of one video of class `label`, one uint8 (H, W, 3) array at a time (a long, large video
+    never has to be held in memory).
+
+    All random draws happen in this call, not while iterating. They do not depend on `label`, so the same
+    generator state gives the same texture, start offset, jitter and sign for every class: two labels
+    differ only in their motion.
     """
     if not 0 <= label < len(CLASS_NAMES):
         raise ValueError(f"label {label} is outside [0, {len(CLASS_NAMES)})")
@@ -135,25 +188,40 @@ def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> n
     return _warp(texture, scale, angle, shift + offset, spec.height, spec.width)
 
 
+def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> np.ndarray:
+    """All frames of one video of class `label` (see render_frames): uint8 array of shape (T, H, W, 3)."""
+    frames = np.empty((spec.num_frames, spec.height, spec.width, 3), dtype=np.uint8)
+    for frame, image in zip(frames, render_frames(label, rng, spec)):
+        frame[...] = image
+    return frames
+
+
 def ensure_synthetic_dataset(
-    data_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec(), force: bool = False
+    data_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec(), force: bool = False, workers: int = 1,
+    progress: bool = False,
 ) -> pathlib.Path:
     """Generate the dataset into data_dir unless an identical one (same spec) is already there; return data_dir.
 
     The files are written into a temporary sibling directory that replaces data_dir only when
     complete. An existing data_dir with another spec (or no spec file) raises DataError unless
-    `force` is set, in which case it is replaced.
+    `force` is set, in which case it is replaced. A complete dataset written before manifests existed
+    gets its manifest.json from the videos already there. `workers` > 1 renders and encodes videos in
+    that many processes; `progress` shows a progress bar on stderr.
     """
+    if workers < 1:
+        raise ConfigError(f"workers={workers}: must be at least 1")
     data_dir = pathlib.Path(data_dir)
     expected = _spec_record(spec)
     if _existing_dataset_matches(data_dir, expected, force):
+        if not (data_dir / MANIFEST).is_file():
+            _write_manifest(data_dir, spec, _existing_clip_records(data_dir, spec))
         return data_dir
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = data_dir.parent / f"{data_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     try:
-        _write_dataset(tmp_dir, spec, expected)
+        _write_dataset(tmp_dir, spec, expected, workers, progress)
         _move_into_place(tmp_dir, data_dir, expected)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -224,8 +292,8 @@ def _trajectory(
 
 def _warp(
     texture: np.ndarray, scale: np.ndarray, angle: np.ndarray, shift: np.ndarray, height: int, width: int
-) -> np.ndarray:
-    """Sample the periodic texture (3, S, S) under each frame's transform; returns uint8 (T, H, W, 3).
+) -> Iterator[np.ndarray]:
+    """Sample the periodic texture (3, S, S) under each frame's transform; yields uint8 (H, W, 3) frames.
 
     Output pixel p (relative to the frame centre) shows texture point R(-angle) p / scale - shift,
     i.e. the content is scaled, rotated about the centre, then translated by `shift`. Frames are
@@ -236,13 +304,11 @@ def _warp(
     x = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0)[None, :]
     cos = np.cos(angle) / scale
     sin = np.sin(angle) / scale
-    frames = np.empty((len(scale), height, width, 3), dtype=np.uint8)
-    for t, frame in enumerate(frames):
+    for t in range(len(scale)):
         c, s = np.float32(cos[t]), np.float32(sin[t])
         tex_x = (c * x - np.float32(shift[t, 0])) + s * y
         tex_y = (c * y - np.float32(shift[t, 1])) - s * x
-        frame[...] = _bilinear_periodic(texture, tex_y.ravel(), tex_x.ravel()).T.reshape(height, width, 3)
-    return frames
+        yield _bilinear_periodic(texture, tex_y.ravel(), tex_x.ravel()).T.reshape(height, width, 3)
 
 
 def _bilinear_periodic(texture: np.ndarray, tex_y: np.ndarray, tex_x: np.ndarray) -> np.ndarray:
@@ -279,13 +345,27 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
         stream.height = frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
-        time_base = Fraction(1, fps)
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = index
-            frame.time_base = time_base
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+        _encode_frames(container, stream, frames, fps)
+
+
+def write_prepared_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], width: int, height: int,
+                       fps: int) -> None:
+    """Encode uint8 (H, W, 3) frames, as they come, in formats.PREPARED (H.264 all-intra) at `fps`, without
+    audio."""
+    with av.open(str(path), mode="w", options=PREPARED.container_options()) as container:
+        _encode_frames(container, add_video_stream(container, PREPARED, width, height, fps), frames, fps)
+
+
+def _encode_frames(container: av.container.OutputContainer, stream: av.video.stream.VideoStream,
+                   frames: Iterable[np.ndarray], fps: int) -> None:
+    """Encode and mux uint8 RGB frames with pts 0, 1, 2, ... in 1/fps units, then flush the encoder."""
+    time_base = Fraction(1, fps)
+    for index, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = index
+        frame.time_base = time_base
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
 
 
 def _video_seed(spec: SyntheticSpec, split: str, label: int, index: int) -> np.random.SeedSequence:
@@ -293,34 +373,121 @@ def _video_seed(spec: SyntheticSpec, split: str, label: int, index: int) -> np.r
     return np.random.SeedSequence([spec.seed, _SPLITS.index(split), label, index])
 
 
-def _write_dataset(root: pathlib.Path, spec: SyntheticSpec, record: dict) -> None:
-    """Write all videos, CSVs, classes.txt and finally the spec file into root."""
+def _clip_keys(spec: SyntheticSpec) -> list[tuple[str, int, int]]:
+    """(split, label, index) of every video of `spec`, in CSV order."""
+    return [(split, label, index) for split in _SPLITS for label in range(len(CLASS_NAMES))
+            for index in range(spec.per_class(split))]
+
+
+def _relative_path(split: str, label: int, index: int) -> str:
+    """Where a video lives, relative to the dataset folder (as train.csv / val.csv list it)."""
+    return f"{split}/{CLASS_NAMES[label]}/{index:06d}.mp4"
+
+
+def _write_clip(root: pathlib.Path, spec: SyntheticSpec, split: str, label: int, index: int) -> dict:
+    """Render and encode one video into root; return its manifest record."""
+    path = root / _relative_path(split, label, index)
+    rng = np.random.default_rng(_video_seed(spec, split, label, index))
+    if spec.encoding == SMOKE_ENCODING:
+        write_mp4(path, render_video(label, rng, spec), spec.fps)
+    else:
+        write_prepared_mp4(path, render_frames(label, rng, spec), spec.width, spec.height, spec.fps)
+    return _clip_record(root, spec, split, label, index)
+
+
+def _clip_record(root: pathlib.Path, spec: SyntheticSpec, split: str, label: int, index: int) -> dict:
+    """The manifest record of a written video (see vmb.data.manifest.CLIP_FIELDS); its source is the file."""
+    relative = _relative_path(split, label, index)
+    data = (root / relative).read_bytes()
+    return {
+        "id": relative.removesuffix(".mp4"), "label": CLASS_NAMES[label], "label_index": label, "split": split,
+        "path": relative, "source": "synthetic", "source_sha256": hashlib.sha256(data).hexdigest(),
+        "source_bytes": len(data), "frames": spec.num_frames, "fps": spec.fps,
+        "duration_s": spec.num_frames / spec.fps, "bytes": len(data),
+    }
+
+
+def _existing_clip_records(data_dir: pathlib.Path, spec: SyntheticSpec) -> list[dict]:
+    """Manifest records of the videos of a complete dataset already in data_dir."""
+    try:
+        return [_clip_record(data_dir, spec, *key) for key in _clip_keys(spec)]
+    except OSError as exc:
+        raise DataError(f"{data_dir}: cannot read a video to write its manifest ({exc.strerror}: {exc.filename}); "
+                        "pass --force to regenerate it or delete the folder") from None
+
+
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C stops the parent, which cancels the queued videos and waits for the rest."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _write_clips(root: pathlib.Path, spec: SyntheticSpec, workers: int, progress: bool) -> list[dict]:
+    """Write every video of `spec` into root with `workers` processes; return their records in CSV order."""
+    keys = _clip_keys(spec)
+    with tqdm(total=len(keys), unit="video", desc="synthetic videos", disable=not progress) as bar:
+        if workers > 1:
+            return _write_clips_in_pool(root, spec, keys, min(workers, len(keys)), bar)
+        records = []
+        for key in keys:
+            records.append(_write_clip(root, spec, *key))
+            bar.update()
+        return records
+
+
+def _write_clips_in_pool(root: pathlib.Path, spec: SyntheticSpec, keys: list[tuple[str, int, int]], workers: int,
+                         bar: tqdm) -> list[dict]:
+    """_write_clips with a pool of `workers` fresh (spawned) processes; the first failure stops it."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
+    try:
+        futures = [pool.submit(_write_clip, root, spec, *key) for key in keys]
+        for future in as_completed(futures):
+            future.result()
+            bar.update()
+        return [future.result() for future in futures]
+    finally:
+        # After a failure or Ctrl-C, no worker may still write into root when the caller removes it.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_dataset(root: pathlib.Path, spec: SyntheticSpec, record: dict, workers: int, progress: bool) -> None:
+    """Write classes.txt, all videos, the CSVs, the manifest and finally the spec file into root."""
     root.mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{name}\n" for name in CLASS_NAMES))
     for split in _SPLITS:
-        lines = []
-        for label, name in enumerate(CLASS_NAMES):
+        for name in CLASS_NAMES:
             (root / split / name).mkdir(parents=True)
-            for index in range(spec.per_class(split)):
-                relative = f"{split}/{name}/{index:06d}.mp4"
-                rng = np.random.default_rng(_video_seed(spec, split, label, index))
-                write_mp4(root / relative, render_video(label, rng, spec), spec.fps)
-                lines.append(f"{relative} {label}\n")
+    clips = _write_clips(root, spec, workers, progress)
+    for split in _SPLITS:
+        lines = [f"{clip['path']} {clip['label_index']}\n" for clip in clips if clip["split"] == split]
         (root / f"{split}.csv").write_text("".join(lines))
+    _write_manifest(root, spec, clips)
     (root / SPEC_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
+def _write_manifest(root: pathlib.Path, spec: SyntheticSpec, clips: list[dict]) -> None:
+    """Write root/manifest.json; its params are the spec record, so the fingerprint covers the spec."""
+    write_manifest(root, "synthetic", _spec_record(spec), list(CLASS_NAMES), clips)
+
+
 def _spec_record(spec: SyntheticSpec) -> dict:
-    """Content of synthetic_spec.json for `spec`."""
-    return {**dataclasses.asdict(spec), "generator_version": GENERATOR_VERSION}
+    """Content of synthetic_spec.json for `spec` (and the manifest's params): the spec, the generator
+    version, and for the prepared encoding the video format and its version."""
+    record = {**dataclasses.asdict(spec), "generator_version": GENERATOR_VERSION}
+    if spec.encoding == PREPARED.name:
+        record.update(format=PREPARED.as_dict(), format_version=FORMAT_VERSION)
+    return record
 
 
 def _read_spec_record(data_dir: pathlib.Path) -> dict | None:
     """The spec record stored in data_dir, or None if there is none (or it is unreadable)."""
     try:
-        return json.loads((data_dir / SPEC_FILE).read_text())
+        record = json.loads((data_dir / SPEC_FILE).read_text())
     except (OSError, ValueError):
         return None
+    if isinstance(record, dict):  # spec files from before the encoding field describe smoke-encoded videos
+        record.setdefault("encoding", SMOKE_ENCODING)
+    return record
 
 
 def _existing_dataset_matches(data_dir: pathlib.Path, expected: dict, force: bool) -> bool:

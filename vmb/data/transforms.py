@@ -13,7 +13,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from vmb.data.video import Box, Geometry, scaled_size
 
@@ -113,55 +112,6 @@ def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
     resized = F.interpolate(clip.float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
                             antialias=True)
     return resized.round_().clamp_(0, 255).to(torch.uint8)
-
-
-# RandAugment magnitudes on timm's scale, as PySlowFast's "rand-m7-n4-mstd0.5" strings give them: a level
-# in [0, 10], where 10 is each op's full range. torchvision indexes its ranges by bin, so a bin count of
-# 101 gives levels at a resolution of 0.1 (torchvision's default, 31 bins, would read "7" as 7/30 of the range).
-RAND_MAX_LEVEL = 10.0
-_RAND_BINS = 101
-RAND_OP_PROB = 0.5  # timm applies each of the num_ops ops with this probability
-
-
-def rand_augment(clip: torch.Tensor, num_ops: int, magnitude: float, magnitude_std: float,
-                 rng: np.random.Generator) -> torch.Tensor:
-    """RandAugment "rand-m{magnitude}-n{num_ops}-mstd{magnitude_std}" on a (C, T, H, W) uint8 clip.
-
-    `num_ops` times: with probability RAND_OP_PROB, one torchvision RandAugment op at a level drawn from
-    N(magnitude, magnitude_std) clipped to [0, 10] (timm's scale, as PySlowFast), the same op and level for
-    every frame. torchvision draws the op from torch's global generator: it is seeded from `rng` inside a
-    forked RNG state, so the result depends on `rng` alone and the caller's generator is left untouched.
-    """
-    frames = clip.permute(1, 0, 2, 3)  # (T, C, H, W): torchvision treats leading dims as a batch
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
-        for _ in range(num_ops):
-            if rng.random() >= RAND_OP_PROB:
-                continue
-            level = float(np.clip(rng.normal(magnitude, magnitude_std), 0.0, RAND_MAX_LEVEL))
-            bin_index = round(level / RAND_MAX_LEVEL * (_RAND_BINS - 1))
-            frames = v2.RandAugment(num_ops=1, magnitude=bin_index, num_magnitude_bins=_RAND_BINS)(frames)
-    return frames.permute(1, 0, 2, 3).contiguous()
-
-
-def random_erase(clip: torch.Tensor, prob: float, rng: np.random.Generator,
-                 scale: Sequence[float] = (0.02, 1 / 3), ratio: Sequence[float] = (0.3, 3.3)) -> torch.Tensor:
-    """With probability `prob`, fill one random box (the same in every frame) of a (C, T, H, W) uint8 clip
-    with uniform noise."""
-    if rng.random() >= prob:
-        return clip
-    height, width = clip.shape[-2:]
-    for _ in range(10):
-        target_area = height * width * rng.uniform(*scale)
-        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        h, w = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
-        if 0 < h < height and 0 < w < width:
-            top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-            clip = clip.clone()
-            noise = rng.integers(0, 256, size=(clip.shape[0], 1, h, w), dtype=np.uint8)
-            clip[..., top:top + h, left:left + w] = torch.from_numpy(noise)
-            return clip
-    return clip
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from vmb.data.loader import usable_cores
 from vmb.errors import ConfigError, VMBError
 
 
@@ -88,7 +89,7 @@ def setup(num_gpus: int, num_workers: int = 0) -> Context:
     cuda = use_cuda(num_gpus)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if not cuda:
-        torch.set_num_threads(cpu_threads(os.cpu_count() or 1, local_processes, num_workers))
+        torch.set_num_threads(cpu_threads(usable_cores(), local_processes, num_workers))
     if not launched_by_torchrun():
         return Context(0, 1, 0, torch.device("cuda", 0) if cuda else torch.device("cpu"))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -22,7 +22,7 @@ def evaluate(model: torch.nn.Module, loader: ValLoader, device: torch.device, me
     model.eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)
     with torch.inference_mode(), autocast:
-        for clips, labels, _ in loader:
+        for clips, labels, *_ in loader:
             logits = model(normalize(clips.to(device, non_blocking=True), mean, std))
             counts[0] += (logits.argmax(dim=1) == labels.to(device, non_blocking=True)).sum()
             counts[1] += labels.numel()
