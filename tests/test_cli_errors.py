@@ -179,3 +179,14 @@ def test_run_net_in_process_reports_config_error(capsys):
     assert run_net(["--cfg", "does/not/exist.yaml"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [err.strip()] and err.startswith("error: ") and "does/not/exist.yaml" in err
+
+
+def test_run_net_exit_status_says_whether_the_target_was_reached(tmp_path, capsys):
+    from vmb.cli import run_status
+
+    assert run_status(tmp_path) == 0  # no result.json here (another machine's rank): rank 0 decides
+    (tmp_path / "result.json").write_text(json.dumps({"status": "success"}))
+    assert run_status(tmp_path) == 0
+    (tmp_path / "result.json").write_text(json.dumps({"status": "aborted"}))
+    assert run_status(tmp_path) == 1
+    assert "target not reached" in capsys.readouterr().err

@@ -366,7 +366,9 @@ def test_two_processes_match_one(tiny_videos_dir, tmp_path, smoke_config, tiny_t
     top1 = {}
     for n, (out, proc) in runs.items():
         stdout, stderr = proc.communicate(timeout=400)
-        assert proc.returncode == 0, f"{n} process(es): exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-5000:]}"
+        # Target 100 % is not reached: the run ends "aborted" and run_net (every rank under torchrun) exits 1.
+        assert proc.returncode == 1, f"{n} process(es): exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-5000:]}"
+        assert "target not reached" in stderr
         result = json.loads((out / "result.json").read_text())
         assert result["n_devices"] == n
         assert result["status"] == "aborted"

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from vmb.errors import VMBError
@@ -65,6 +67,19 @@ def run_net(argv: Sequence[str] | None = None) -> int:
     args = _config_parser("Train a video model to its target top-1 (timed).").parse_args(argv)
     cfg = load_config(args.cfg_file, args.opts)
     distributed.launch(distributed.processes_to_spawn(cfg.NUM_GPUS), _train_process, cfg)
+    return run_status(Path(cfg.OUTPUT_DIR))
+
+
+def run_status(out_dir: Path) -> int:
+    """run_net's exit status for a finished run: 0 if it reached its target, 1 if it stopped without (status
+    "aborted", e.g. at SOLVER.MAX_EPOCH). Read from result.json, which rank 0 writes; a process that cannot
+    see it (another machine) reports 0 and leaves the verdict to rank 0."""
+    from vmb.bench.runlog import RESULT
+
+    result = out_dir / RESULT
+    if result.is_file() and json.loads(result.read_text()).get("status") != "success":
+        print(f"target not reached: see {result}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -93,7 +108,6 @@ def score(argv: Sequence[str] | None = None) -> int:
 
     Exit status 0 for a valid set, 1 for an invalid one, 2 for a usage error.
     """
-    from pathlib import Path
 
     parser = argparse.ArgumentParser(description="Check VMB runs or submission packages, and score them.")
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, or submission folders (with MANIFEST.sha256)")
@@ -106,7 +120,6 @@ def score(argv: Sequence[str] | None = None) -> int:
     if args.make_reference and (args.output is None or args.reference is not None):
         parser.error("--make-reference needs -o FILE and no --reference")
     # Imported after parsing, so that a usage error answers at once.
-    import json
     import shlex
 
     from vmb.bench import package, reference, report, validate
@@ -128,7 +141,6 @@ def score(argv: Sequence[str] | None = None) -> int:
 @exit_on_error
 def package(argv: Sequence[str] | None = None) -> int:
     """`tools/package.py`: gather runs into a submission folder and tarball that tools/score.py verifies."""
-    from pathlib import Path
 
     from vmb.bench.package import make_package
 
@@ -181,7 +193,6 @@ def make_synthetic(argv: Sequence[str] | None = None) -> int:
 @exit_on_error
 def prepare_kinetics20(argv: Sequence[str] | None = None) -> int:
     """`tools/prepare_kinetics20.py`: build Kinetics20 from a Kinetics-400 copy (resumable; Ctrl-C is safe)."""
-    from pathlib import Path
 
     from vmb.data.prepare import build_kinetics20, default_workers
 

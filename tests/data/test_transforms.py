@@ -128,3 +128,13 @@ def test_normalize_math():
     for c in range(3):
         expected = (torch.tensor([0, 51, 255]) / 255.0 - mean[c]) / std[c]
         assert torch.allclose(out[0, c, 0, 0], expected, atol=1e-5)
+
+
+def test_normalize_builds_its_device_constants_once():
+    T._channel_constants.cache_clear()
+    batch = torch.zeros(1, 3, 1, 2, 2, dtype=torch.uint8)
+    for _ in range(3):
+        T.normalize(batch, [0.45] * 3, [0.225] * 3)
+    info = T._channel_constants.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vmb.engine import distributed
+from vmb.errors import ConfigError
 
 
 @pytest.mark.parametrize("cores, processes, workers, expected", [
@@ -28,3 +29,10 @@ def test_setup_without_torchrun_is_one_cpu_process(monkeypatch):
         assert distributed.processes_to_spawn(0) == 1
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_gpus_without_cuda_is_a_one_line_error():
+    for call in (lambda: distributed.processes_to_spawn(4), lambda: distributed.setup(num_gpus=4)):
+        with pytest.raises(ConfigError, match="NUM_GPUS 4 but no CUDA device is visible.*NUM_GPUS 0"):
+            call()

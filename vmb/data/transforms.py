@@ -7,6 +7,7 @@ act on decoded clips. Shapes: a clip is (T, H, W, C) uint8 as decoded, or (C, T,
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -116,6 +117,14 @@ def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (N, C, T, H, W) -> float (N, C, T, H, W): (x / 255 - mean) / std per channel."""
-    mean_t = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1, 1) * 255.0
-    std_t = torch.tensor(std, device=batch.device).view(1, -1, 1, 1, 1) * 255.0
+    mean_t, std_t = _channel_constants(tuple(mean), tuple(std), batch.device)
     return (batch.float() - mean_t) / std_t
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_constants(mean: tuple[float, ...], std: tuple[float, ...],
+                       device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """255 * mean and 255 * std as (1, C, 1, 1, 1) tensors on `device`, built once per device: building them
+    per batch would be a blocking host-to-device copy, a CPU-GPU sync, on every training step."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1, 1) * 255.0,
+            torch.tensor(std, device=device).view(1, -1, 1, 1, 1) * 255.0)

@@ -36,8 +36,16 @@ def launched_by_torchrun() -> bool:
 
 
 def use_cuda(num_gpus: int) -> bool:
-    """CUDA is used when the config asks for GPUs and a CUDA device exists; otherwise the CPU."""
-    return num_gpus > 0 and torch.cuda.is_available()
+    """CUDA is used when the config asks for GPUs (NUM_GPUS > 0), the CPU for NUM_GPUS 0.
+
+    Raises:
+        ConfigError: GPUs are asked for but no CUDA device is visible (training on the CPU instead would
+            silently measure another machine).
+    """
+    if num_gpus > 0 and not torch.cuda.is_available():
+        raise ConfigError(f"NUM_GPUS {num_gpus} but no CUDA device is visible (torch.cuda.is_available() is "
+                          "False); set NUM_GPUS 0 to train on the CPU")
+    return num_gpus > 0
 
 
 def processes_to_spawn(num_gpus: int) -> int:
