@@ -345,6 +345,21 @@ def test_resume_refuses_a_different_recipe(tiny_videos_dir, tmp_path, smoke_conf
         train.run(changed)
 
 
+def test_resume_refuses_another_precision(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
+    """A checkpoint written under fp16 AMP (forged here: the CPU runs fp32) gives one line, not GradScaler's
+    traceback."""
+    out = tmp_path / "run"
+    args = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "2", "TRAIN.EVAL_PERIOD", "1.0")
+    with interrupted_after_first_checkpoint(monkeypatch):
+        train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args))
+    state = torch.load(out / "checkpoint.pyth", weights_only=True)
+    assert state["precision"] == "fp32"
+    state["precision"] = "amp_float16"
+    torch.save(state, out / "checkpoint.pyth")
+    with pytest.raises(vmb.errors.VMBError, match="precision amp_float16, this run is fp32"):
+        train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

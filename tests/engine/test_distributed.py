@@ -36,3 +36,19 @@ def test_gpus_without_cuda_is_a_one_line_error():
     for call in (lambda: distributed.processes_to_spawn(4), lambda: distributed.setup(num_gpus=4)):
         with pytest.raises(ConfigError, match="NUM_GPUS 4 but no CUDA device is visible.*NUM_GPUS 0"):
             call()
+
+
+def test_cuda_processes_get_the_thread_policy_too(monkeypatch):
+    """A GPU process keeps its share of the cores minus its workers, not torch's one thread per core."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 16)
+    threads = torch.get_num_threads()
+    try:
+        ctx = distributed.setup(num_gpus=2, num_workers=3)
+        assert ctx.device.type == "cuda"
+        assert torch.get_num_threads() == distributed.cpu_threads(16, 2, 3) == 5
+    finally:
+        torch.set_num_threads(threads)

@@ -65,7 +65,7 @@ def _free_port() -> int:
 
 def _spawned_entry(local_rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     fn(*args)
 
 
@@ -83,7 +83,7 @@ def launch(num_processes: int, fn: Callable, *args) -> None:
 
 
 def cpu_threads(cpu_count: int, local_processes: int, num_workers: int) -> int:
-    """Intra-op threads for a CPU training process: its share of the cores minus its decoding workers.
+    """Intra-op threads for a training process: its share of the cores minus its decoding workers.
 
     OpenMP threads spin while they wait, so oversubscribing the cores (threads + workers > cores) makes
     every step several times slower rather than a little slower.
@@ -92,12 +92,12 @@ def cpu_threads(cpu_count: int, local_processes: int, num_workers: int) -> int:
 
 
 def setup(num_gpus: int, num_workers: int = 0) -> Context:
-    """Join the process group if there is one and pick this process's device (and, on the CPU, its
-    thread count; see `cpu_threads`)."""
+    """Join the process group if there is one, pick this process's device, and set its thread count
+    (`cpu_threads`; on CUDA too: torch's default, one thread per core in every process, would oversubscribe
+    the cores the data-loader workers need)."""
     cuda = use_cuda(num_gpus)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    if not cuda:
-        torch.set_num_threads(cpu_threads(usable_cores(), local_processes, num_workers))
+    torch.set_num_threads(cpu_threads(usable_cores(), local_processes, num_workers))
     if not launched_by_torchrun():
         return Context(0, 1, 0, torch.device("cuda", 0) if cuda else torch.device("cpu"))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -208,7 +208,8 @@ def _reduce_epoch(failures: int, wait_s: float, ctx: distributed.Context) -> tup
 
 
 def _train_step(model, clips, labels, optimizer, scaler, mixup, autocast, clip_norm: float):
-    """One optimisation step; returns the loss as a device tensor (no host sync)."""
+    """One optimisation step; returns the loss as a device tensor. No host sync, except that a GradScaler in
+    use (fp16 AMP only) reads its inf/NaN check on the host in `scaler.step`: a sync per step, by design."""
     if mixup is not None:
         clips, labels = mixup(clips, labels)
     with autocast:
@@ -267,6 +268,7 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
     optimizer = build_optimizer(model, cfg)
     amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
+    precision = f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext()
 
@@ -276,6 +278,10 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
         if state["fixed_config_digest"] != fixed_digest:
             raise VMBError(f"{out_dir / CHECKPOINT_NAME} was written by a different config; "
                            "use a new OUTPUT_DIR or delete the checkpoint")
+        if state.get("precision", "unknown") != precision:
+            raise VMBError(f"{out_dir / CHECKPOINT_NAME} was written in precision {state.get('precision', 'unknown')}, "
+                           f"this run is {precision}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
+                           "or use a new OUTPUT_DIR")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -320,14 +326,15 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
         for i, (clips, labels, failed, augment) in enumerate(timed_batches(train_loader, (epoch_clock, window))):
             step = epoch * iters_per_epoch + i
             set_lr(optimizer, schedule(step / iters_per_epoch))
-            # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device.
+            # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device (their
+            # parameters stay on the host: no sync); normalize's constants live on the device already.
             clips = normalize(apply_clip_augment(clips.to(device, non_blocking=True), augment), mean, std)
             if device.type == "cuda":
                 clips = clips.contiguous(memory_format=torch.channels_last_3d)
             labels = labels.to(device, non_blocking=True)
             loss_sum += _train_step(train_model, clips, labels, optimizer, scaler, mixup, autocast,
                                     cfg.SOLVER.CLIP_GRAD_L2NORM)
-            epoch_failures += int(failed.sum())
+            epoch_failures += int(failed.sum())  # a CPU tensor from the loader: no device sync
             window_steps += 1
             steps_run += 1
             progress.update()
@@ -386,7 +393,7 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
             save_checkpoint(out_dir / CHECKPOINT_NAME, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "epoch": epoch + 1, "evals": evals, "decode_failures": decode_failures, "data_wait": data_wait,
-                "fixed_config_digest": fixed_digest})
+                "fixed_config_digest": fixed_digest, "precision": precision})
     run_stop_ms = _now_ms()
     runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=status, epoch_num=epoch_progress)
     progress.close()
