@@ -285,10 +285,10 @@ def test_olympic_mean_over_five_runs(fake_run):
 
 def test_one_failed_run_is_allowed_two_are_not(fake_run):
     paths = [fake_run(f"r{seed}", seconds, seed) for seed, seconds in enumerate([100, 90, 120, 110])]
-    failed = fake_run("failed", 500, 10, success=False)
+    failed = fake_run("failed", 500, 4, success=False)
     a = assess(paths + [failed])
     assert a.valid and a.benchmarks["tiny_cnn"].summary.t_bench == pytest.approx(110.0)
-    a = assess(paths + [failed, fake_run("failed2", 500, 11, success=False)])
+    a = assess(paths + [failed, fake_run("failed2", 500, 5, success=False)])
     assert not a.valid
     assert "tiny_cnn: 2 of 6 runs missed the target (at most 1 may)" in a.all_reasons()
 
@@ -299,12 +299,25 @@ def test_a_single_run_that_missed_the_target_is_invalid(fake_run):
 
 
 def test_runs_must_not_share_a_seed(fake_run):
-    a = assess([fake_run("a", 10, 3), fake_run("b", 12, 3)])
-    assert a.all_reasons() == ["tiny_cnn: several runs use seed 3 (each run needs its own RNG_SEED)"]
+    a = assess([fake_run("a", 10, 0), fake_run("b", 12, 0)])
+    assert a.all_reasons() == ["tiny_cnn: 2 run(s) must use RNG_SEED 0 to 1, each once (rules.expected_seeds); "
+                               "these use 0, 0"]
+
+
+@pytest.mark.parametrize("seeds", [(1,), (0, 2), (1, 2, 3), (0, 1, 1)])
+def test_seeds_must_be_0_to_n_minus_1(fake_run, seeds):
+    a = assess([fake_run(f"r{i}", 10 + i, seed) for i, seed in enumerate(seeds)])
+    assert not a.valid
+    assert a.all_reasons() == [f"tiny_cnn: {len(seeds)} run(s) must use RNG_SEED 0 to {len(seeds) - 1}, each once "
+                               f"(rules.expected_seeds); these use {', '.join(map(str, sorted(seeds)))}"]
+
+
+def test_seeds_0_to_n_minus_1_in_any_order_are_valid(fake_run):
+    assert assess([fake_run("b", 12, 1), fake_run("c", 11, 2), fake_run("a", 10, 0)]).valid
 
 
 def test_mixed_datasets_are_invalid(fake_run):
-    a = assess([fake_run("a", 10, 0), fake_run("b", 12, 1, benchmark="tiny_transformer", fingerprint="sha256:00")])
+    a = assess([fake_run("a", 10, 0), fake_run("b", 12, 0, benchmark="tiny_transformer", fingerprint="sha256:00")])
     assert len(a.all_reasons()) == 1 and "suite tiny: runs used 2 different datasets" in a.all_reasons()[0]
 
 
@@ -337,13 +350,13 @@ def test_scores_against_a_reference(fake_run, tmp_path):
     write_reference(make_reference(made, "test"), ref_path)
     reference = load_reference(ref_path)
     # Twice as fast on the CNN, as fast on the transformer: (2 + 1) / 2.
-    a = assess([fake_run("cnn2", 50, 1), fake_run("tr2", 200, 1, benchmark="tiny_transformer")], reference)
+    a = assess([fake_run("cnn2", 50, 0), fake_run("tr2", 200, 0, benchmark="tiny_transformer")], reference)
     assert a.valid, a.all_reasons()
     assert a.benchmarks["tiny_cnn"].score == pytest.approx(2.0)
     assert a.benchmarks["tiny_transformer"].score == pytest.approx(1.0)
     assert a.suites["tiny"].benchmark_score == pytest.approx(1.5)
     # Two CPU processes for the same time: half the score per process.
-    a = assess([fake_run("cnn3", 100, 2, n_devices=2)], reference)
+    a = assess([fake_run("cnn3", 100, 0, n_devices=2)], reference)
     assert a.benchmarks["tiny_cnn"].score == pytest.approx(0.5)
     assert a.suites["tiny"].benchmark_score is None and "no runs of tiny_transformer" in a.suites["tiny"].note
 
@@ -351,7 +364,7 @@ def test_scores_against_a_reference(fake_run, tmp_path):
 def test_dataset_must_match_the_reference(fake_run, tmp_path):
     ref_path = tmp_path / "ref.json"
     write_reference(make_reference(assess([fake_run("cnn", 100, 0)]), "test"), ref_path)
-    a = assess([fake_run("other", 100, 1, fingerprint="sha256:00")], load_reference(ref_path))
+    a = assess([fake_run("other", 100, 0, fingerprint="sha256:00")], load_reference(ref_path))
     assert len(a.all_reasons()) == 1 and "differs from the reference's" in a.all_reasons()[0]
     assert a.benchmarks["tiny_cnn"].score is None
 
@@ -361,7 +374,7 @@ def test_device_unit_must_match_the_reference(fake_run, tmp_path):
     data = make_reference(assess([fake_run("cnn", 100, 0)]), "test")
     data["benchmarks"]["tiny_cnn"]["device_unit"] = "GPUs"
     write_reference(data, ref_path)
-    a = assess([fake_run("b", 100, 1)], load_reference(ref_path))
+    a = assess([fake_run("b", 100, 0)], load_reference(ref_path))
     assert a.all_reasons() == ["tiny_cnn: runs count CPU processes but the reference counts GPUs"]
 
 

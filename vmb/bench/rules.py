@@ -51,3 +51,12 @@ RESOURCE_KEYS = frozenset({
     "TEST.CACHE_CLIPS",
     "TENSORBOARD.ENABLE",
 })
+
+
+def expected_seeds(num_runs: int) -> list[int]:
+    """The RNG_SEEDs that `num_runs` runs of one benchmark must use: 0, 1, ..., num_runs - 1, each once.
+
+    Seeds are not free: a submitter who could pick them could run many and submit the luckiest. Failed runs
+    count as runs (they hold their seed too)."""
+    return list(range(num_runs))
+

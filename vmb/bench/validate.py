@@ -399,10 +399,10 @@ def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canoni
     if len(devices) > 1:
         reasons.append(f"runs use different devices ({', '.join(f'{n} {t}' for n, t in devices)}); "
                        "all runs of a benchmark must use the same ones")
-    seeds = [r.result["seed"] for r in runs]
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        reasons.append(f"several runs use seed {', '.join(map(str, repeated))} (each run needs its own RNG_SEED)")
+    seeds = sorted(r.result["seed"] for r in runs)
+    if seeds != rules.expected_seeds(len(runs)):
+        reasons.append(f"{len(runs)} run(s) must use RNG_SEED 0 to {len(runs) - 1}, each once "
+                       f"(rules.expected_seeds); these use {', '.join(map(str, seeds))}")
     if reference is not None:
         reasons += check_reference_entry(reference, canonical)
         for fingerprint in _distinct(r.result["dataset_fingerprint"] for r in runs):
