@@ -91,16 +91,17 @@ def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, s
     log.end("init_stop", time_ms=start)
     log.start("run_start", time_ms=start)
     log.event("train_samples", 16, time_ms=start)
-    log.event("eval_samples", 7, time_ms=start)
+    log.event("eval_samples", 1000, time_ms=start)
     target = cfg.BENCHMARK.TARGET_TOP1
-    top1 = [target - 20, target - 10, target - 5, target + 2 if success else target - 1]
+    counts = [round(10 * t) for t in (target - 20, target - 10, target - 5, target + 2 if success else target - 1)]
+    top1 = [c / 10 for c in counts]
     evals = []
     for i, value in enumerate(top1, start=1):
         epoch, when = i / 2, start + (stop - start) * i // len(top1)
         if i % 2:
             log.start("epoch_start", time_ms=when, epoch_num=(i + 1) // 2)
         log.start("eval_start", time_ms=when, epoch_num=epoch)
-        log.event("eval_accuracy", value, time_ms=when, epoch_num=epoch)
+        log.event("eval_accuracy", value, time_ms=when, epoch_num=epoch, correct=counts[i - 1], total=1000)
         log.end("eval_stop", time_ms=when, epoch_num=epoch)
         if i % 2 == 0:
             log.event("vmb_decode_failures", 0, time_ms=when, epoch_num=i // 2)

@@ -393,3 +393,30 @@ def test_metadata_of_the_wrong_type(run_copy):
     lines[-1] = ":::MLLOG " + json.dumps(record)
     write_log(run_copy, lines)
     only_reason(run_copy, "malformed MLLOG line", "metadata")
+
+
+def _edit_eval_accuracy(run_dir, edit) -> None:
+    """Apply `edit(line_dict)` to the first eval_accuracy line of the run log."""
+    log = run_dir / "run_log.txt"
+    lines = log.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if '"key": "eval_accuracy"' in line:
+            prefix, body = line.split(" ", 1)
+            record = json.loads(body)
+            edit(record)
+            lines[i] = f"{prefix} {json.dumps(record)}"
+            break
+    log.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("edit,reason", [
+    (lambda r: r["metadata"].pop("correct"), "lacks valid correct/total counts"),
+    (lambda r: r["metadata"].update(total=999), "counted 999 videos but eval_samples is 1000"),
+    (lambda r: r["metadata"].update(correct=r["metadata"]["correct"] + 1), "but its counts give"),
+])
+def test_top1_is_recomputed_from_the_logged_counts(fake_run, edit, reason):
+    run = fake_run("a", 10, 0)
+    assert assess([run]).valid
+    _edit_eval_accuracy(run, edit)
+    a = assess([run])
+    assert not a.valid and any(reason in r for r in a.all_reasons()), a.all_reasons()

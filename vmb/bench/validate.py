@@ -226,12 +226,28 @@ def _check_start_stop(run: Run) -> list[str]:
     return reasons
 
 
+def _check_eval_counts(run: Run) -> list[str]:
+    """Every eval_accuracy carries the (correct, total) it was computed from: total is the logged eval_samples
+    (every validation video counted once) and the value is 100 * correct / total."""
+    eval_samples = _first_value(run.events, "eval_samples")
+    for event in find(run.events, "eval_accuracy"):
+        correct, total = event.metadata.get("correct"), event.metadata.get("total")
+        where = f"{RUN_LOG}:{event.line_no}: eval_accuracy"
+        if not (_is_type(correct, _INT) and _is_type(total, _INT) and 0 <= correct <= total and total > 0):
+            return [f"{where} lacks valid correct/total counts (metadata), so top-1 cannot be recomputed"]
+        if total != eval_samples:
+            return [f"{where} counted {total} videos but eval_samples is {eval_samples}"]
+        if not _is_type(event.value, _NUMBER) or abs(event.value - 100.0 * correct / total) > _TOP1_TOLERANCE:
+            return [f"{where} is {event.value} but its counts give {100.0 * correct / total} ({correct}/{total})"]
+    return []
+
+
 def _check_evals(run: Run) -> list[str]:
-    """result.json's evaluations and best top-1 are the log's."""
+    """result.json's evaluations and best top-1 are the log's, and the log's are their counts'."""
     logged = [e.value for e in find(run.events, "eval_accuracy")]
     numbers = [v for v in logged if _is_type(v, _NUMBER)]
     best = max(numbers, default=0.0)
-    reasons = []
+    reasons = _check_eval_counts(run)
     if abs(run.result["best_top1"] - best) > _TOP1_TOLERANCE:
         reasons.append(f"{RESULT}: best_top1 is {run.result['best_top1']} but the log's best eval_accuracy is {best}")
     evals = run.result["evals"]

@@ -366,7 +366,8 @@ def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, 
                 runlog.start(C.EVAL_START, epoch_num=epoch_progress)
                 correct, total = evaluate(model, val_loader, device, mean, std, autocast)
                 top1, eval_ms = 100.0 * correct / total, _now_ms()
-                runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch_progress)
+                runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch_progress, correct=correct,
+                             total=total)  # the counts let the scorer recompute top-1
                 runlog.end(C.EVAL_STOP, time_ms=eval_ms, epoch_num=epoch_progress)
                 evals.append([epoch_progress, top1, (eval_ms - run_start_ms) / 1000.0])
                 if writer:
