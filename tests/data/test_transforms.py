@@ -25,29 +25,6 @@ def test_to_cthw():
     assert clip[1, 0, 2, 3] == frames[0, 2, 3, 1]
 
 
-def test_random_crop_shape_and_content():
-    clip = make_clip()
-    for seed in range(5):
-        out = T.random_crop(clip, 32, rng(seed))
-        assert out.shape == (3, 4, 32, 32)
-        # The crop is a window of the input: find it.
-        found = any(torch.equal(out, clip[..., top:top + 32, left:left + 32])
-                    for top in range(40 - 32 + 1) for left in range(48 - 32 + 1))
-        assert found
-
-
-def test_random_crop_full_size():
-    clip = make_clip(h=32, w=32)
-    assert torch.equal(T.random_crop(clip, 32, rng()), clip)
-
-
-def test_center_crop():
-    clip = make_clip()
-    out = T.center_crop(clip, 32)
-    assert out.shape == (3, 4, 32, 32)
-    assert torch.equal(out, clip[..., 4:36, 8:40])
-
-
 @pytest.mark.parametrize("width,height", [(454, 256), (256, 340), (48, 40)])
 def test_center_crop_geometry_is_the_central_square_of_the_short_side(width, height):
     box, out = T.center_crop_geometry(32)(width, height)
@@ -85,25 +62,6 @@ def test_random_resized_crop_geometry_fallback_is_centre_square():
     assert (box.x, box.y, box.w, box.h) == (4, 0, 40, 40)
 
 
-@pytest.mark.parametrize("h,w,size,expected", [(40, 48, 20, (20, 24)), (48, 40, 20, (24, 20)),
-                                               (40, 48, 80, (80, 96)), (40, 48, 40, (40, 48))])
-def test_short_side_scale(h, w, size, expected):
-    clip = make_clip(h=h, w=w)
-    out = T.short_side_scale(clip, size)
-    assert out.shape == (3, 4, *expected)
-    assert out.dtype == torch.uint8
-
-
-def test_short_side_scale_identity_when_already_right():
-    clip = make_clip(h=32, w=50)
-    assert torch.equal(T.short_side_scale(clip, 32), clip)
-
-
-def test_short_side_scale_preserves_constant():
-    clip = torch.full((3, 2, 40, 48), 123, dtype=torch.uint8)
-    assert (T.short_side_scale(clip, 17) == 123).all()
-
-
 def test_horizontal_flip_mirrors():
     clip = make_clip()
     flipped = T.horizontal_flip(clip, rng(), prob=1.0)
@@ -137,4 +95,3 @@ def test_normalize_builds_its_device_constants_once():
         T.normalize(batch, [0.45] * 3, [0.225] * 3)
     info = T._channel_constants.cache_info()
     assert (info.misses, info.hits) == (1, 2)
-

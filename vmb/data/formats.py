@@ -30,7 +30,7 @@ class VideoFormat:
     bframes: int | None = 0  # None = the encoder's default (x264: 3)
     pix_fmt: str = "yuv420p"
     container: str = "mp4"
-    threads: int = 1  # one encoder thread: x264's output bytes then depend only on input and settings
+    threads: int = 1  # one encoder thread: x264's output does not depend on thread scheduling
 
     def codec_options(self) -> dict[str, str]:
         """Encoder options (FFmpeg's AVOptions) for PyAV's `add_stream(..., options=...)`."""

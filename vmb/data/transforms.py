@@ -13,7 +13,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vmb.data.video import Box, Geometry, scaled_size
 
@@ -21,21 +20,6 @@ from vmb.data.video import Box, Geometry, scaled_size
 def to_cthw(frames: torch.Tensor) -> torch.Tensor:
     """(T, H, W, C) -> (C, T, H, W), contiguous."""
     return frames.permute(3, 0, 1, 2).contiguous()
-
-
-def random_crop(clip: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """Crop a random `size` x `size` window from a (C, T, H, W) clip."""
-    height, width = clip.shape[-2:]
-    top = int(rng.integers(0, height - size + 1))
-    left = int(rng.integers(0, width - size + 1))
-    return clip[..., top:top + size, left:left + size]
-
-
-def center_crop(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop the central `size` x `size` window from a (C, T, H, W) clip."""
-    height, width = clip.shape[-2:]
-    top, left = (height - size) // 2, (width - size) // 2
-    return clip[..., top:top + size, left:left + size]
 
 
 def horizontal_flip(clip: torch.Tensor, rng: np.random.Generator, prob: float = 0.5) -> torch.Tensor:
@@ -99,20 +83,6 @@ def random_resized_crop_geometry(size: int, scale: Sequence[float], ratio: Seque
         return Box((width - side) // 2, (height - side) // 2, side, side), (size, size)
 
     return geometry
-
-
-def short_side_scale(clip: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a (C, T, H, W) uint8 clip so its short side is `size`, keeping the aspect ratio."""
-    height, width = clip.shape[-2:]
-    if min(height, width) == size:
-        return clip
-    if width < height:
-        new_h, new_w = round(height * size / width), size
-    else:
-        new_h, new_w = size, round(width * size / height)
-    resized = F.interpolate(clip.float(), size=(new_h, new_w), mode="bilinear", align_corners=False,
-                            antialias=True)
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
