@@ -6,9 +6,11 @@ setup(
     version="0.1.0",
     description="Video Model Benchmark: time-to-accuracy for video models (X3D-M, MViT-B) on Kinetics20",
     python_requires=">=3.9",
-    packages=find_packages(include=["vmb", "vmb.*"]),
-    package_data={"vmb": ["bench/rules/*.yaml", "configs/**/*.yaml"]},
-    include_package_data=True,
+    # The canonical configs live in the repository's configs/ and are installed inside the package as
+    # vmb/configs/ (vmb.record.rules finds them in either place), so a non-editable install scores runs too.
+    packages=[*find_packages(include=["vmb", "vmb.*"]), "vmb.configs"],
+    package_dir={"vmb.configs": "configs"},
+    package_data={"vmb.scoring": ["compliance_rules/*.yaml"], "vmb.configs": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         # torch 2.14.1 / torchvision 0.29.1 is the tested pair; pytorchvideo 0.1.5's model builders
         # import with it. Older torch builds may lack torchvision operators, so keep the floor.

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from vmb.bench.runlog import RUN_START, RUN_STOP, RunLog
+from vmb.record.runlog import RUN_START, RUN_STOP, RunLog
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_NET = REPO_ROOT / "tools" / "run_net.py"

@@ -12,7 +12,7 @@ import pathlib
 import pytest
 
 from vmb import cli
-from vmb.bench import rules
+from vmb.record import rules
 from vmb.config import flat_items, load_config
 from vmb.data.manifest import read_manifest
 from vmb.data.synthetic import PROFILE_DIRS

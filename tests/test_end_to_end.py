@@ -20,7 +20,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vmb
-from vmb.bench.runlog import RESUME, read_events
+from vmb.record.runlog import RESUME, read_events
 from vmb.config import config_digest, load_config
 from vmb.data.kinetics import KineticsDataset
 from vmb.engine import train

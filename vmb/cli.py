@@ -74,7 +74,7 @@ def run_status(out_dir: Path) -> int:
     """run_net's exit status for a finished run: 0 if it reached its target, 1 if it stopped without (status
     "aborted", e.g. at SOLVER.MAX_EPOCH). Read from result.json, which rank 0 writes; a process that cannot
     see it (another machine) reports 0 and leaves the verdict to rank 0."""
-    from vmb.bench.runlog import RESULT
+    from vmb.record.runlog import RESULT
 
     result = out_dir / RESULT
     if result.is_file() and json.loads(result.read_text()).get("status") != "success":
@@ -122,11 +122,11 @@ def score(argv: Sequence[str] | None = None) -> int:
     # Imported after parsing, so that a usage error answers at once.
     import shlex
 
-    from vmb.bench import package, reference, report, validate
+    from vmb.scoring import assess, package, reference, report
 
     ref = reference.load_reference(args.reference) if args.reference else None
     run_dirs, set_reasons = package.collect_runs(args.paths)
-    assessment = validate.assess(run_dirs, ref, set_reasons)
+    assessment = assess.assess(run_dirs, ref, set_reasons)
     print(json.dumps(report.to_json(assessment), indent=2) if args.json else report.format_text(assessment))
     if args.report:
         written = report.write_report(assessment, args.report)
@@ -142,7 +142,7 @@ def score(argv: Sequence[str] | None = None) -> int:
 def package(argv: Sequence[str] | None = None) -> int:
     """`tools/package.py`: gather runs into a submission folder and tarball that tools/score.py verifies."""
 
-    from vmb.bench.package import make_package
+    from vmb.scoring.package import make_package
 
     parser = argparse.ArgumentParser(description="Package VMB runs into a verifiable submission folder.")
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (OUTPUT_DIR of each run)")

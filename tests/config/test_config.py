@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from vmb.bench import rules
+from vmb.record import rules
 from vmb.config import config_digest, config_from_yaml_text, flat_items, get_defaults, load_config
 from vmb.errors import ConfigError, VMBError
 

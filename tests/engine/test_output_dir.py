@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vmb.bench.runlog import RUN_START, RUN_STOP, RunLog
+from vmb.record.runlog import RUN_START, RUN_STOP, RunLog
 from vmb.engine.train import RESULT, RUN_LOG, prepare_output_dir
 from vmb.errors import VMBError
 

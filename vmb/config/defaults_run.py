@@ -28,5 +28,5 @@ def add_run_defaults(cfg: CfgNode) -> None:
     cfg.TENSORBOARD.ENABLE = True
 
     cfg.BENCHMARK = CfgNode()
-    cfg.BENCHMARK.NAME = ""  # a key of vmb.bench.rules.BENCHMARKS, e.g. "x3d_m"
+    cfg.BENCHMARK.NAME = ""  # a key of vmb.record.rules.BENCHMARKS, e.g. "x3d_m"
     cfg.BENCHMARK.TARGET_TOP1 = 0.0  # percent

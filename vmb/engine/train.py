@@ -26,10 +26,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import vmb
-from vmb.bench import rules
-from vmb.bench.fingerprint import dataset_fingerprint
-from vmb.bench.runlog import CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog, find, read_events
-from vmb.bench.system import describe_system
+from vmb.record import rules
+from vmb.record.fingerprint import dataset_fingerprint
+from vmb.record.runlog import CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog, find, read_events
+from vmb.record.system import describe_system
 from vmb.config import config_digest
 from vmb.data.loader import build_loaders, num_workers_here, processes_per_node, usable_cores
 from vmb.data.preflight import check_dataset

@@ -6,9 +6,10 @@ import pathlib
 
 import pytest
 
-from vmb.bench import compliance, validate
-from vmb.bench.reference import load_reference, make_reference, write_reference
-from vmb.bench.validate import assess, check_path, load_run
+from vmb.scoring import assess as assess_module, compliance, validate
+from vmb.scoring.reference import load_reference, make_reference, write_reference
+from vmb.scoring.assess import assess, check_path
+from vmb.scoring.validate import load_run
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 
@@ -382,7 +383,7 @@ def test_unforeseen_error_is_one_line_for_that_run(run_copy, monkeypatch):
     def broken(run):
         raise RuntimeError("surprise\nsecond line")
 
-    monkeypatch.setattr(validate, "check_run", broken)
+    monkeypatch.setattr(assess_module, "check_run", broken)
     assert reasons(run_copy) == ["cannot be checked (RuntimeError: surprise)"]
 
 

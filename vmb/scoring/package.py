@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 import vmb
-from vmb.bench.fingerprint import file_sha256
-from vmb.bench.runlog import RUN_FILES
-from vmb.bench.validate import Run, RunFolderError, load_run
+from vmb.record.fingerprint import file_sha256
+from vmb.record.runlog import RUN_FILES
+from vmb.scoring.validate import Run, RunFolderError, load_run
 from vmb.errors import VMBError
 
 MANIFEST = "MANIFEST.sha256"

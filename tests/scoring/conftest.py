@@ -2,7 +2,7 @@
 
 The tiny runs belong to two test-only benchmarks, tiny_cnn and tiny_transformer (suite "tiny"), whose
 canonical configs are the tiny X3D of tests/conftest.py with a 40 % target; the `tiny_benchmarks` fixture
-registers them in vmb.bench.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
+registers them in vmb.record.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
 the real RunLog with chosen times, seeds and outcomes, for the arithmetic of several runs.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from vmb.bench import rules
-from vmb.bench.runlog import RunLog
-from vmb.bench.system import describe_system
+from vmb.record import rules
+from vmb.record.runlog import RunLog
+from vmb.record.system import describe_system
 from vmb.config import config_digest, load_config
 from vmb.engine import train
 

@@ -13,9 +13,11 @@ from typing import Any, Iterable
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vmb.bench.runlog import RUN_START, find
-from vmb.bench.score import OLYMPIC_MIN_RUNS
-from vmb.bench.validate import Assessment, BenchmarkResult, Run, system_line
+from vmb.record.runlog import RUN_START, find
+from vmb.scoring.score import OLYMPIC_MIN_RUNS
+from vmb.record.system import system_line
+from vmb.scoring.assess import Assessment, BenchmarkResult
+from vmb.scoring.validate import Run
 from vmb.errors import VMBError
 
 TOP1_PLOT, TIMES_PLOT, SCORES_PLOT = "top1_vs_time.png", "time_to_target.png", "scores.png"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from vmb.bench.fingerprint import dataset_fingerprint, file_sha256
+from vmb.record.fingerprint import dataset_fingerprint, file_sha256
 from vmb.data.manifest import MANIFEST
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest

@@ -1,4 +1,4 @@
-"""Run mlperf_logging's compliance checker on a run log with VMB's own rules (vmb/bench/rules/*.yaml).
+"""Run mlperf_logging's compliance checker on a run log with VMB's own rules (vmb/scoring/compliance_rules/*.yaml).
 
 The checker evaluates the Python expressions of its rule files, so only the packaged rule files are ever
 used, never files from a submission. It is called in-process (its parser and per-file checks), which
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mlperf_logging.compliance_checker import mlp_compliance, mlp_parser
 
-RULES_DIR = Path(__file__).resolve().with_name("rules")
+RULES_DIR = Path(__file__).resolve().with_name("compliance_rules")
 RULE_FILES = (RULES_DIR / "common.yaml",)
 PARSER_RULESET = "6.1.0"  # selects the checker's log-line parser; all recent ones read the same :::MLLOG lines
 _TOKEN = ":::MLLOG "

@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from vmb.bench.package import MANIFEST, PackageError, collect_runs, make_package, verify_package
-from vmb.bench.runlog import RUN_FILES
-from vmb.bench.validate import assess
+from vmb.scoring.package import MANIFEST, PackageError, collect_runs, make_package, verify_package
+from vmb.record.runlog import RUN_FILES
+from vmb.scoring.assess import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from vmb.bench.runlog import (PREFIX, RUN_START, RUN_STOP, LogFormatError, RunLog, find, read_events)
+from vmb.record.runlog import (PREFIX, RUN_START, RUN_STOP, LogFormatError, RunLog, find, read_events)
 
 
 def write_log(path, enabled=True):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from vmb.bench.reference import FORMAT, ReferenceError, load_reference, make_reference, write_reference
-from vmb.bench.validate import assess
+from vmb.scoring.reference import FORMAT, ReferenceError, load_reference, make_reference, write_reference
+from vmb.scoring.assess import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 

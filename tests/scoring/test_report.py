@@ -6,9 +6,9 @@ import json
 import matplotlib.image
 import pytest
 
-from vmb.bench import report
-from vmb.bench.reference import load_reference, make_reference, write_reference
-from vmb.bench.validate import assess
+from vmb.scoring import report
+from vmb.scoring.reference import load_reference, make_reference, write_reference
+from vmb.scoring.assess import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

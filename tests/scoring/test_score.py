@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmb.bench.score import benchmark_score, device_unit, model_score, summarize_times
+from vmb.scoring.score import benchmark_score, device_unit, model_score, summarize_times
 
 
 def test_olympic_mean_of_five_drops_fastest_and_slowest():

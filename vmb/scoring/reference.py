@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from fvcore.common.config import CfgNode
 
 import vmb
-from vmb.bench import rules
+from vmb.record import rules
 from vmb.config import config_digest
+from vmb.record.system import system_line
 from vmb.errors import VMBError
 
 if TYPE_CHECKING:
-    from vmb.bench.validate import Assessment
+    from vmb.scoring.assess import Assessment
 
 FORMAT = "vmb-reference/1"
 DEVICE_UNITS = ("GPUs", "CPU processes")
@@ -133,8 +134,6 @@ def make_reference(assessment: Assessment, command: str) -> dict:
     Raises:
         ReferenceError: the set is invalid or empty.
     """
-    from vmb.bench.validate import system_line
-
     if not assessment.valid:
         raise ReferenceError("cannot make a reference from an invalid set of runs (see the problems above)")
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
