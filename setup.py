@@ -24,6 +24,7 @@ setup(
         "tensorboard>=2.14",
         "numpy>=1.24",
         "mlperf-logging>=4.1",
+        "scipy>=1.10",  # the scorer's convergence t-test (vmb.scoring.convergence)
         "matplotlib>=3.7",
         "tqdm>=4.66",
         "PyYAML>=6.0",

@@ -35,7 +35,8 @@ RUN_NET = REPO_ROOT / "tools" / "run_net.py"
 VAL_SIZE, TRAIN_SIZE = 7, 16
 RESULT_FIELDS = {"benchmark", "arch", "status", "time_to_target_s", "target_top1", "best_top1", "epochs",
                  "n_devices", "device_type", "global_batch_size", "seed", "config_digest", "dataset_fingerprint",
-                 "vmb_version", "num_workers", "decoding_backend", "data_wait_fraction", "data_wait_fraction_per_epoch"}
+                 "vmb_version", "num_workers", "decoding_backend", "data_wait_fraction", "data_wait_fraction_per_epoch",
+                 "division", "source_digest", "git_commit", "git_dirty"}
 UNPREPARED = r"unprepared:sha256:[0-9a-f]{64}"  # the tiny dataset has no manifest.json
 
 
@@ -171,8 +172,7 @@ def test_mvit_recipe_augmentation_trains(tiny_videos_dir, tmp_path, smoke_config
     cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
                    "SOLVER.MAX_EPOCH", "1", "AUG.ENABLE", "True", "AUG.RAND_NUM_OPS", "2", "AUG.RE_PROB", "0.5",
                    "DATA.TRAIN_JITTER_SCALES_RELATIVE", "[0.08, 1.0]",
-                   "DATA.TRAIN_JITTER_ASPECT_RELATIVE", "[0.75, 1.333]", "MIXUP.ENABLE", "True",
-                   "MODEL.LOSS_FUNC", "soft_cross_entropy")
+                   "DATA.TRAIN_JITTER_ASPECT_RELATIVE", "[0.75, 1.333]", "MIXUP.ENABLE", "True")
     result = train.run(cfg)
     assert result["status"] == "aborted" and result["epochs"] == 1.0
     assert applied == [(4, 2 * 4 + 6)] * 4  # 4 steps of 4 clips, each with 2 ops and an erasing box
@@ -341,7 +341,7 @@ def test_resume_refuses_a_different_recipe(tiny_videos_dir, tmp_path, smoke_conf
     with interrupted_after_first_checkpoint(monkeypatch):
         train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args))
     changed = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args, "SOLVER.BASE_LR", "0.05")
-    with pytest.raises(vmb.errors.VMBError, match="different config"):
+    with pytest.raises(vmb.errors.VMBError, match="interrupted run of another config"):
         train.run(changed)
 
 
@@ -358,6 +358,82 @@ def test_resume_refuses_another_precision(tiny_videos_dir, tmp_path, smoke_confi
     torch.save(state, out / "checkpoint.pyth")
     with pytest.raises(vmb.errors.VMBError, match="precision amp_float16, this run is fp32"):
         train.run(tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *args))
+
+
+INTERRUPTED_ARGS = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "2", "TRAIN.EVAL_PERIOD", "1.0")
+
+
+@pytest.fixture
+def interrupted_run(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
+    """(cfg, out): a run that died right after its first checkpoint."""
+    out = tmp_path / "run"
+    cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, *INTERRUPTED_ARGS)
+    with interrupted_after_first_checkpoint(monkeypatch):
+        train.run(cfg)
+    return cfg, out
+
+
+def test_checkpoint_without_its_run_log_is_refused(interrupted_run):
+    cfg, out = interrupted_run
+    (out / "run_log.txt").unlink()
+    with pytest.raises(vmb.errors.VMBError, match=r"checkpoint.pyth has no run log with its run_start .*; delete"):
+        train.run(cfg)
+
+
+def test_checkpoint_of_another_run_is_refused(interrupted_run):
+    cfg, out = interrupted_run
+    state = torch.load(out / "checkpoint.pyth", weights_only=True)
+    state["run_start_ms"] -= 60_000
+    torch.save(state, out / "checkpoint.pyth")
+    with pytest.raises(vmb.errors.VMBError, match="belongs to a run that started at .* but run_log.txt's run_start"):
+        train.run(cfg)
+
+
+def test_truncated_checkpoint_is_one_line(interrupted_run):
+    cfg, out = interrupted_run
+    data = (out / "checkpoint.pyth").read_bytes()
+    (out / "checkpoint.pyth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(vmb.errors.VMBError, match="cannot load checkpoint .*delete it to start over"):
+        train.run(cfg)
+
+
+def test_interrupted_run_without_auto_resume_is_refused(interrupted_run):
+    cfg, out = interrupted_run
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TRAIN.AUTO_RESUME = False
+    with pytest.raises(vmb.errors.VMBError, match="holds an interrupted run; set TRAIN.AUTO_RESUME True"):
+        train.run(cfg)
+
+
+def test_resume_with_other_overrides_is_refused(interrupted_run):
+    """Even a resource key: the run log's header (vmb_config_digest) belongs to the config the run started with."""
+    cfg, out = interrupted_run
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.LOG_PERIOD += 1
+    with pytest.raises(vmb.errors.VMBError, match="interrupted run of another config .*same command"):
+        train.run(cfg)
+
+
+def test_resume_with_other_code_is_refused(interrupted_run, monkeypatch):
+    cfg, out = interrupted_run
+    changed = {**train.code_provenance(), "source_digest": "sha256:" + "0" * 64}
+    monkeypatch.setattr(train, "code_provenance", lambda: changed)
+    with pytest.raises(vmb.errors.VMBError, match="interrupted run of other code"):
+        train.run(cfg)
+
+
+def test_log_line_cut_by_the_kill_is_dropped_on_resume(interrupted_run):
+    """A kill while a log line was being written leaves it without its end: the rerun removes it, says so in
+    vmb_resume, and the finished log parses and checks."""
+    cfg, out = interrupted_run
+    with open(out / "run_log.txt", "a") as handle:
+        handle.write(':::MLLOG {"namespace": "", "time_ms": 17')
+    result = train.run(cfg)
+    events = check_run_log(out, result)
+    assert [e.metadata["cut_line"] for e in keys(events, RESUME)] == [True]
+    check_result(out, cfg, result)
 
 
 def _free_port() -> int:

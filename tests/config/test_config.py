@@ -106,9 +106,9 @@ def test_bad_choice_names_key_and_choices():
     (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE"),
     (["DATA_LOADER.NUM_WORKERS", "-1"], "DATA_LOADER.NUM_WORKERS"),
     (["BENCHMARK.TARGET_TOP1", "101"], "BENCHMARK.TARGET_TOP1"),
+    (["BENCHMARK.DIVISION", "half"], "BENCHMARK.DIVISION"),  # closed or open
     (["DATA.TRAIN_JITTER_SCALES", "[40, 32]"], "DATA.TRAIN_JITTER_SCALES"),
     (["DATA.TRAIN_JITTER_SCALES", "[200, 256]"], "DATA.TRAIN_CROP_SIZE"),  # a crop larger than the scaled frame
-    (["MIXUP.ENABLE", "True"], "MIXUP.ENABLE"),
     (["TRAIN.EVAL_PERIOD", "0"], "TRAIN.EVAL_PERIOD"),
 ])
 def test_impossible_values_rejected(overrides, key):

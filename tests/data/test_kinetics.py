@@ -52,6 +52,14 @@ def test_empty_csv(tmp_path):
         read_split_csv(path, 4)
 
 
+def test_binary_csv_is_one_line(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"a/x.mp4 0\n\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(DataError) as info:
+        read_split_csv(path, 4)
+    assert str(info.value).startswith(f"{path}: not a text (UTF-8) split file") and "\n" not in str(info.value)
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(DataError) as info:
         read_split_csv(tmp_path / "val.csv", 4)

@@ -3,7 +3,8 @@
 The tiny runs belong to two test-only benchmarks, tiny_cnn and tiny_transformer (suite "tiny"), whose
 canonical configs are the tiny X3D of tests/conftest.py with a 40 % target; the `tiny_benchmarks` fixture
 registers them in vmb.record.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
-the real RunLog with chosen times, seeds and outcomes, for the arithmetic of several runs.
+the real RunLog and header (vmb.record.header) with chosen times, seeds, outcomes, epochs and divisions, and
+this code's provenance, for the arithmetic of several runs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import time
 import pytest
 
 from vmb.record import rules
+from vmb.record.header import log_header
+from vmb.record.provenance import code_provenance
 from vmb.record.runlog import RunLog
 from vmb.record.system import describe_system
 from vmb.config import config_digest, load_config
@@ -75,25 +78,43 @@ def run_copy(tiny_runs, tmp_path) -> pathlib.Path:
     return copy_run(tiny_runs["tiny_cnn"], tmp_path / "tiny_cnn_copy")
 
 
+_last_start_ms = 0
+
+
+def _start_ms() -> int:
+    """Now, in ms, and never the same twice: distinct runs never share a clock (the scorer flags copies)."""
+    global _last_start_ms
+    _last_start_ms = max(int(time.time() * 1000) + 1, _last_start_ms + 1)
+    return _last_start_ms
+
+
 def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, seed: int, success: bool = True,
-                   n_devices: int = 1, fingerprint: str = FAKE_FINGERPRINT) -> pathlib.Path:
+                   n_devices: int = 1, fingerprint: str = FAKE_FINGERPRINT, n_evals: int = 4,
+                   division: str = "closed", overrides: tuple = (), source_digest: str | None = None) -> pathlib.Path:
     """A consistent run folder of the benchmark of `canonical` that took `seconds` from run_start to
-    run_stop: four evaluations, the last one reaching the target iff `success`."""
-    cfg = load_config(canonical, ["OUTPUT_DIR", str(out), "RNG_SEED", str(seed)])
+    run_stop: `n_evals` evaluations every half epoch, the last one reaching the target iff `success` (so
+    epochs to target n_evals / 2), in `division`, with config `overrides` (KEY VALUE ...), and this code's
+    provenance (or `source_digest` instead of its digest)."""
+    cfg = load_config(canonical, ["OUTPUT_DIR", str(out), "RNG_SEED", str(seed), "BENCHMARK.DIVISION", division,
+                                  *map(str, overrides)])
+    provenance = code_provenance()
+    if source_digest is not None:
+        provenance["source_digest"] = source_digest
     out.mkdir(parents=True)
     (out / "config.yaml").write_text(cfg.dump())
-    (out / "system.json").write_text(json.dumps(describe_system("cpu", n_devices, 1)))
+    (out / "system.json").write_text(json.dumps({**describe_system("cpu", n_devices, 1), **provenance}))
     log = RunLog(out / "run_log.txt", True)
     log.start("init_start")
-    train._log_submission(log, cfg, n_devices)
-    start = int(time.time() * 1000) + 1
+    log_header(log, cfg, f"{n_devices}xcpu", provenance["source_digest"])
+    start = _start_ms()
     stop = start + round(seconds * 1000)
     log.end("init_stop", time_ms=start)
     log.start("run_start", time_ms=start)
     log.event("train_samples", 16, time_ms=start)
     log.event("eval_samples", 1000, time_ms=start)
     target = cfg.BENCHMARK.TARGET_TOP1
-    counts = [round(10 * t) for t in (target - 20, target - 10, target - 5, target + 2 if success else target - 1)]
+    last = target + 2 if success else target - 1
+    counts = [round(10 * t) for t in [target - 5 * (n_evals - i) for i in range(1, n_evals)] + [last]]
     top1 = [c / 10 for c in counts]
     evals = []
     for i, value in enumerate(top1, start=1):
@@ -103,9 +124,9 @@ def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, s
         log.start("eval_start", time_ms=when, epoch_num=epoch)
         log.event("eval_accuracy", value, time_ms=when, epoch_num=epoch, correct=counts[i - 1], total=1000)
         log.end("eval_stop", time_ms=when, epoch_num=epoch)
-        if i % 2 == 0:
-            log.event("vmb_decode_failures", 0, time_ms=when, epoch_num=i // 2)
-            log.end("epoch_stop", time_ms=when, epoch_num=i // 2)
+        if i % 2 == 0 or i == n_evals:
+            log.event("vmb_decode_failures", 0, time_ms=when, epoch_num=(i + 1) // 2)
+            log.end("epoch_stop", time_ms=when, epoch_num=(i + 1) // 2)
         evals.append({"epoch": epoch, "top1": value, "elapsed_s": (when - start) / 1000})
     status = "success" if success else "aborted"
     log.end("run_stop", time_ms=stop, status=status, epoch_num=evals[-1]["epoch"])
@@ -117,7 +138,7 @@ def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, s
         "n_devices": n_devices, "device_type": "cpu", "global_batch_size": cfg.TRAIN.BATCH_SIZE, "seed": seed,
         "train_clips_per_s": 10.0, "decode_failures": 0, "config_digest": config_digest(cfg),
         "fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS), "dataset_fingerprint": fingerprint,
-        "vmb_version": "0.1.0",
+        "division": cfg.BENCHMARK.DIVISION, **provenance,
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return out

@@ -48,6 +48,10 @@ def test_not_made_from_an_invalid_set(fake_run):
     (lambda d: d["benchmarks"]["tiny_cnn"].update(n_devices_ref=1.5), "n_devices_ref must be an integer"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(device_unit="TPUs"), "device_unit must be one of"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(provenance="me"), "provenance must be a JSON object"),
+    (lambda d: d["benchmarks"]["tiny_cnn"].pop("source_digest"), "source_digest must be a string, got None"),
+    (lambda d: d["benchmarks"]["tiny_cnn"].update(epochs_to_target=[2.0, 0]), "epochs_to_target must be a list of "
+                                                                              "positive numbers"),
+    (lambda d: d["benchmarks"]["tiny_cnn"].update(epochs_to_target=2.0), "epochs_to_target must be a list"),
 ])
 def test_malformed_reference(reference_data, tmp_path, edit, needle):
     edit(reference_data)
@@ -57,6 +61,15 @@ def test_malformed_reference(reference_data, tmp_path, edit, needle):
         load_reference(path)
     message = str(info.value)
     assert message.startswith(str(path)) and needle in message and "\n" not in message
+
+
+def test_an_older_format_says_to_remake_it(reference_data, tmp_path):
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps({**reference_data, "format": "vmb-reference/1"}))
+    with pytest.raises(ReferenceError) as info:
+        load_reference(path)
+    assert str(info.value) == (f"{path}: reference format vmb-reference/1 is not {FORMAT} (it lacks source_digest "
+                               "and epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
 
 
 @pytest.mark.parametrize("text, needle", [("{", "not valid JSON"), ("[]", "not a VMB reference")])

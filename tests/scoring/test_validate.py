@@ -140,18 +140,28 @@ def test_truncated_log_line(run_copy):
 def test_changed_fixed_key_shows_the_diff(run_copy):
     text = (run_copy / "config.yaml").read_text()
     (run_copy / "config.yaml").write_text(text.replace("BASE_LR: 0.1", "BASE_LR: 0.2"))
-    reason = only_reason(run_copy, "config.yaml changes fixed keys")
-    assert reason.endswith("SOLVER.BASE_LR: 0.1 -> 0.2")
-    only_reason(run_copy, "result.json: fixed_config_digest is not the digest of config.yaml")
+    assert sorted(reasons(run_copy)) == [
+        "config.yaml changes fixed keys (SOLVER.BASE_LR: 0.1 -> 0.2): closed division invalid; submit in the open "
+        "division (BENCHMARK.DIVISION open) to report it",
+        "result.json: config_digest is not the digest of config.yaml",
+        "result.json: fixed_config_digest is not the digest of config.yaml",
+        "run_log.txt: opt_base_learning_rate is 0.1 but config.yaml's SOLVER.BASE_LR is 0.2",
+        "run_log.txt: vmb_config_digest is not the digest of config.yaml (changed after the run?)"]
 
 
-def test_resource_keys_may_change(run_copy):
+def test_resource_keys_may_change(fake_run):
+    assert reasons(fake_run("a", 10, 0, overrides=("DATA_LOADER.NUM_WORKERS", 6, "TEST.BATCH_SIZE", 3))) == []
+
+
+def test_config_edited_after_the_run_is_caught_by_the_log(run_copy):
+    """A changed resource key with result.json's digests recomputed: only the log's vmb_config_digest tells."""
     from vmb.config import config_digest, config_from_yaml_text
 
     text = (run_copy / "config.yaml").read_text().replace("NUM_WORKERS: 0", "NUM_WORKERS: 6")
     (run_copy / "config.yaml").write_text(text)
     edit_json(run_copy / "result.json", config_digest=config_digest(config_from_yaml_text(text, "x")))
-    assert reasons(run_copy) == []
+    assert reasons(run_copy) == ["run_log.txt: vmb_config_digest is not the digest of config.yaml (changed after "
+                                 "the run?)"]
 
 
 def test_target_must_be_the_canonical_one(run_copy):
@@ -218,7 +228,8 @@ def test_missing_required_key(run_copy):
     lines = log_lines(run_copy)
     del lines[line_of(lines, "seed")]
     write_log(run_copy, lines)
-    assert reasons(run_copy) == ["run_log.txt: Required EXACTLY_ONE occurrence of 'seed' but found 0"]
+    assert reasons(run_copy) == ["run_log.txt: seed is logged 0 times (exactly once, config.yaml's RNG_SEED)",
+                                 "run_log.txt: Required EXACTLY_ONE occurrence of 'seed' but found 0"]
 
 
 def test_aborted_although_the_target_was_reached(run_copy):

@@ -7,8 +7,6 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.MODEL.ARCH = "x3d"  # a key of vmb.models.build.MODEL_REGISTRY
     cfg.MODEL.NUM_CLASSES = 20
     cfg.MODEL.DROPOUT_RATE = 0.5
-    # "cross_entropy" or "soft_cross_entropy" (needed with MIXUP).
-    cfg.MODEL.LOSS_FUNC = "cross_entropy"
 
     cfg.X3D = CfgNode()
     cfg.X3D.WIDTH_FACTOR = 2.0

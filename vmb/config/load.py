@@ -21,10 +21,10 @@ from vmb.config.defaults_model import add_model_defaults
 from vmb.config.defaults_run import add_run_defaults
 from vmb.config.defaults_solver import add_solver_defaults
 from vmb.errors import ConfigError
+from vmb.record.rules import DIVISIONS
 
 _CHOICES = {
     "MODEL.ARCH": ("x3d", "mvit"),
-    "MODEL.LOSS_FUNC": ("cross_entropy", "soft_cross_entropy"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
     "SOLVER.LR_POLICY": ("cosine",),
     "MVIT.MODE": ("conv", "max", "avg"),
@@ -153,6 +153,8 @@ def validate(cfg: CfgNode) -> None:
         raise ConfigError(f"TRAIN.EVAL_PERIOD must be positive (epochs); got {cfg.TRAIN.EVAL_PERIOD}")
     if not 0.0 <= cfg.BENCHMARK.TARGET_TOP1 <= 100.0:
         raise ConfigError(f"BENCHMARK.TARGET_TOP1 is a percentage in [0, 100]; got {cfg.BENCHMARK.TARGET_TOP1}")
+    if cfg.BENCHMARK.DIVISION not in DIVISIONS:
+        raise ConfigError(f"BENCHMARK.DIVISION must be one of {', '.join(DIVISIONS)}; got {cfg.BENCHMARK.DIVISION!r}")
     scales = cfg.DATA.TRAIN_JITTER_SCALES
     if len(scales) != 2 or not 0 < scales[0] <= scales[1]:
         raise ConfigError(f"DATA.TRAIN_JITTER_SCALES must be [min, max] with 0 < min <= max; got {scales}")
@@ -163,8 +165,6 @@ def validate(cfg: CfgNode) -> None:
         raise ConfigError("DATA.TRAIN_JITTER_SCALES_RELATIVE and DATA.TRAIN_JITTER_ASPECT_RELATIVE must be set together")
     if len(cfg.DATA.MEAN) != 3 or len(cfg.DATA.STD) != 3:
         raise ConfigError("DATA.MEAN and DATA.STD must have 3 values (RGB)")
-    if cfg.MIXUP.ENABLE and cfg.MODEL.LOSS_FUNC != "soft_cross_entropy":
-        raise ConfigError("MIXUP.ENABLE needs MODEL.LOSS_FUNC soft_cross_entropy (mixed labels are soft)")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNode:

@@ -46,23 +46,27 @@ def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
     """Parse a Kinetics CSV into (relative path, label) pairs; a bad line stops with file:line."""
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: split file not found (DATA.PATH_TO_DATA_DIR must hold train.csv and val.csv)")
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{csv_path}: not a text (UTF-8) split file (byte {exc.start} is not text); rebuild it "
+                        "with tools/prepare_kinetics20.py") from None
     entries = []
-    with open(csv_path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise DataError(f"{csv_path}:{line_no}: expected 'path label', got {line.strip()!r}")
-            path, label_text = fields
-            try:
-                label = int(label_text)
-            except ValueError:
-                raise DataError(f"{csv_path}:{line_no}: label {label_text!r} is not an integer") from None
-            if not 0 <= label < num_classes:
-                raise DataError(
-                    f"{csv_path}:{line_no}: label {label} out of range [0, {num_classes}) (MODEL.NUM_CLASSES)")
-            entries.append((path, label))
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise DataError(f"{csv_path}:{line_no}: expected 'path label', got {line.strip()!r}")
+        path, label_text = fields
+        try:
+            label = int(label_text)
+        except ValueError:
+            raise DataError(f"{csv_path}:{line_no}: label {label_text!r} is not an integer") from None
+        if not 0 <= label < num_classes:
+            raise DataError(
+                f"{csv_path}:{line_no}: label {label} out of range [0, {num_classes}) (MODEL.NUM_CLASSES)")
+        entries.append((path, label))
     if not entries:
         raise DataError(f"{csv_path}: no videos listed (empty split)")
     return entries
@@ -71,7 +75,7 @@ def read_split_csv(csv_path: Path, num_classes: int) -> list[tuple[str, int]]:
 class KineticsDataset(torch.utils.data.Dataset):
     """Clips from a Kinetics-format split.
 
-    Indexed by (epoch, index) pairs (see `TrainSampler`). A sample is
+    Indexed by (epoch, index) pairs (see vmb.data.loader.TrainSampler). A sample is
     `(clip uint8 (C, T, H, W), label int, failed_decodes int, augment int64 (P,))`, `augment` the RandAugment
     and erasing parameters drawn for the clip (vmb/data/augment.py; empty in validation or without AUG),
     which the training loop applies on the device. In training a video that fails to decode is

@@ -14,24 +14,28 @@ import json
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from mlperf_logging.mllog import constants as C
+from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import vmb
 from vmb.record import rules
 from vmb.record.fingerprint import dataset_fingerprint
-from vmb.record.runlog import CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog, find, read_events
+from vmb.record.header import log_header
+from vmb.record.provenance import code_provenance
+from vmb.record.runlog import (CHECKPOINT, CONFIG, CONFIG_DIGEST, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog,
+                               SOURCE_DIGEST, drop_cut_line, effective_evals, find, read_events)
 from vmb.record.system import describe_system
 from vmb.config import config_digest
-from vmb.data.loader import build_loaders, num_workers_here, processes_per_node, usable_cores
+from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node, usable_cores
 from vmb.data.preflight import check_dataset
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from vmb.data.augment import apply_clip_augment
@@ -127,10 +131,21 @@ def input_bound_message(fraction: float, workers: int, cores: int, backend: str)
             "use prepared data (tools/prepare_kinetics20.py); see docs/DATA.md")
 
 
-def prepare_output_dir(out_dir: Path) -> int | None:
-    """Create OUTPUT_DIR and return the run_start time of an interrupted run in it (None for a new run).
+@dataclass(frozen=True)
+class Interrupted:
+    """What an interrupted run left in OUTPUT_DIR: its run_start time, and whether its log ended in a line
+    cut short (a kill while it was written; the cut part is removed before the log is appended to)."""
 
-    Refuses a folder that holds a finished run; sets aside the log of a run that died before run_start.
+    run_start_ms: int
+    cut_line: bool
+    digests: dict  # the logged vmb_config_digest and vmb_source_digest: a resume must run the same of both
+
+
+def prepare_output_dir(out_dir: Path, auto_resume: bool) -> Interrupted | None:
+    """Create OUTPUT_DIR and return what an interrupted run left there (None for a new run).
+
+    Refuses a folder that holds a finished run, or an interrupted one when TRAIN.AUTO_RESUME is off; sets
+    aside the log of a run that died before run_start (nothing timed happened, so the run starts over).
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,6 +159,7 @@ def prepare_output_dir(out_dir: Path) -> int | None:
     log_path = out_dir / RUN_LOG
     if not log_path.exists():
         return None
+    cut_line = drop_cut_line(log_path)
     events = read_events(log_path)
     if find(events, C.RUN_STOP):
         raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
@@ -151,28 +167,11 @@ def prepare_output_dir(out_dir: Path) -> int | None:
     if not starts:
         os.replace(log_path, out_dir / f"run_log.before_run_start.{_now_ms()}.txt")
         return None
-    return starts[0].time_ms
-
-
-def _log_submission(runlog: RunLog, cfg: CfgNode, world_size: int) -> None:
-    """The MLPerf header: who/what is run, the seed and the hyperparameters."""
-    runlog.event(C.SUBMISSION_BENCHMARK, cfg.BENCHMARK.NAME)
-    runlog.event(C.SUBMISSION_DIVISION, "closed")
-    runlog.event(C.SUBMISSION_STATUS, "onprem")
-    runlog.event(C.SUBMISSION_ORG, "vmb")
-    runlog.event(C.SUBMISSION_PLATFORM, f"{world_size}x{'cuda' if distributed.use_cuda(cfg.NUM_GPUS) else 'cpu'}")
-    runlog.event(C.SEED, cfg.RNG_SEED)
-    runlog.event(C.GLOBAL_BATCH_SIZE, cfg.TRAIN.BATCH_SIZE)
-    runlog.event(C.OPT_NAME, cfg.SOLVER.OPTIMIZING_METHOD)
-    runlog.event(C.OPT_BASE_LR, cfg.SOLVER.BASE_LR)
-    runlog.event(C.OPT_WEIGHT_DECAY, cfg.SOLVER.WEIGHT_DECAY)
-    runlog.event(C.OPT_LR_WARMUP_EPOCHS, cfg.SOLVER.WARMUP_EPOCHS)
-    runlog.event("opt_lr_warmup_start_lr", cfg.SOLVER.WARMUP_START_LR)
-    runlog.event("opt_lr_schedule", cfg.SOLVER.LR_POLICY)
-    runlog.event("opt_end_learning_rate", cfg.SOLVER.COSINE_END_LR)
-    runlog.event("opt_max_epoch", cfg.SOLVER.MAX_EPOCH)
-    runlog.event("opt_gradient_clip_norm", cfg.SOLVER.CLIP_GRAD_L2NORM)
-    runlog.event("target_top1", cfg.BENCHMARK.TARGET_TOP1)
+    if not auto_resume:
+        raise VMBError(f"OUTPUT_DIR {out_dir} holds an interrupted run; set TRAIN.AUTO_RESUME True to resume it "
+                       "(its clock keeps running) or choose a new OUTPUT_DIR")
+    digests = {key: [e.value for e in find(events, key)] for key in (CONFIG_DIGEST, SOURCE_DIGEST)}
+    return Interrupted(starts[0].time_ms, cut_line, digests)
 
 
 def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
@@ -193,6 +192,143 @@ def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
         raise error
     if failed:
         raise DataError(f"the data pre-flight failed on {failed} machine(s); see their error")
+
+
+def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -> None:
+    """A resume runs the config and the code the run started with (the header logged them), else one line."""
+    if interrupted.digests[CONFIG_DIGEST] != [config_digest(cfg)]:
+        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of another config (its {RUN_LOG} "
+                       "logged another vmb_config_digest); resume with the same command and KEY VALUE overrides, "
+                       "or choose a new OUTPUT_DIR")
+    if interrupted.digests[SOURCE_DIGEST] != [source_digest]:
+        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of other code (its {RUN_LOG} logged "
+                       f"another vmb_source_digest than this vmb's {source_digest[:19]}...); resume with the code it "
+                       "started with, or choose a new OUTPUT_DIR")
+
+
+def _checkpoint_state(path: Path, interrupted: Interrupted | None, identity: dict) -> dict | None:
+    """The checkpoint to resume from (None to start at epoch 0), checked against the run it must belong to.
+
+    A checkpoint is used only with the run log holding its run_start, and only by the same recipe
+    (`identity`: fixed config digest, precision), else one line saying what to do.
+    """
+    state = load_checkpoint(path)
+    if state is None:
+        return None
+    if interrupted is None:
+        raise VMBError(f"{path} has no run log with its run_start ({RUN_LOG} is missing or its run never "
+                       "started); delete the checkpoint or choose a new OUTPUT_DIR")
+    if state.get("run_start_ms") != interrupted.run_start_ms:
+        raise VMBError(f"{path} belongs to a run that started at {state.get('run_start_ms')} ms, but {RUN_LOG}'s "
+                       f"run_start is {interrupted.run_start_ms} ms; delete the checkpoint or choose a new OUTPUT_DIR")
+    if state.get("fixed_config_digest") != identity["fixed_config_digest"]:
+        raise VMBError(f"{path} was written by a different config; use a new OUTPUT_DIR or delete the checkpoint")
+    if state.get("precision", "unknown") != identity["precision"]:
+        raise VMBError(f"{path} was written in precision {state.get('precision', 'unknown')}, this run is "
+                       f"{identity['precision']}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
+                       "or use a new OUTPUT_DIR")
+    return state
+
+
+T = TypeVar("T")
+
+
+def _on_main(ctx: distributed.Context, fn: Callable[[], T]) -> T:
+    """`fn()` run by rank 0 only and its value broadcast to every process (so nothing needs a shared
+    filesystem); a VMBError on rank 0 stops every process with the same line."""
+    value, error = None, None
+    if ctx.is_main:
+        try:
+            value = fn()
+        except VMBError as exc:
+            error = str(exc)
+    value, error = distributed.broadcast_object((value, error))
+    if error is not None:
+        raise VMBError(error)
+    return value
+
+
+@dataclass
+class Training:
+    """What the untimed initialisation hands to the timed loop."""
+
+    model: torch.nn.Module  # the module itself: checkpointed and evaluated
+    train_model: torch.nn.Module  # the module trained: DDP-wrapped when there are several processes
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: AbstractContextManager
+    train_loader: DataLoader
+    val_loader: ValLoader
+    run_start_ms: int
+    start_epoch: int
+    identity: dict  # what a checkpoint must match to be resumed: recipe digest and precision
+    decode_failures: int = 0
+    data_wait: list = field(default_factory=list)  # [wait s, loop s] per epoch
+
+
+def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog,
+               interrupted: Interrupted | None, workers: int) -> Training:
+    """Untimed: header, system description, data pre-flight, model, optimizer, checkpoint, loaders; ends by
+    logging run_start (a new run) or vmb_resume (an interrupted one, whose clock never stopped)."""
+    device, main = ctx.device, ctx.is_main
+    provenance = code_provenance()
+    if interrupted is None:
+        runlog.start(C.INIT_START)
+        log_header(runlog, cfg, f"{ctx.world_size}x{device.type}", provenance["source_digest"])
+        runlog.event(NUM_WORKERS, workers)
+    else:
+        check_same_run(interrupted, cfg, provenance["source_digest"])
+    if main:
+        (out_dir / CONFIG).write_text(cfg.dump())
+        num_nodes = max(1, ctx.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        _write_json(out_dir / SYSTEM, {**describe_system(device.type, ctx.world_size, num_nodes), **provenance})
+        if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
+            ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
+                train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
+                seed=cfg.SYNTHETIC.SEED))
+    distributed.barrier()
+    _preflight(cfg, ctx)
+
+    torch.manual_seed(cfg.RNG_SEED * 1000 + ctx.rank)  # init is identical on every rank: DDP broadcasts rank 0's
+    model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d)
+    train_model = model
+    if ctx.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
+    amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
+    identity = {"fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS),
+                "precision": f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"}
+    # The loaders read the split CSVs, but no video is decoded before run_start: workers start on first use.
+    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda",
+                                             workers=workers)
+    training = Training(
+        model, train_model, build_optimizer(model, cfg),
+        torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16),
+        torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext(),
+        train_loader, val_loader, run_start_ms=0, start_epoch=0, identity=identity)
+
+    state = _on_main(ctx, lambda: _checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, identity))
+    if state is not None:
+        model.load_state_dict(state["model"])
+        training.optimizer.load_state_dict(state["optimizer"])
+        training.scaler.load_state_dict(state["scaler"])
+        training.start_epoch, training.decode_failures = state["epoch"], state["decode_failures"]
+        training.data_wait = state["data_wait"]
+    if interrupted is None:
+        runlog.end(C.INIT_STOP)
+        training.run_start_ms = _now_ms()
+        runlog.start(C.RUN_START, time_ms=training.run_start_ms)
+    else:
+        # Supersedes every evaluation logged after this epoch (rules: runlog.effective_evals).
+        training.run_start_ms = interrupted.run_start_ms
+        runlog.event(RESUME, value=training.start_epoch, epoch_num=training.start_epoch,
+                     cut_line=interrupted.cut_line)
+    runlog.event(C.TRAIN_SAMPLES, len(train_loader.dataset))
+    runlog.event(C.EVAL_SAMPLES, len(val_loader.dataset))
+    return training
 
 
 def _reduce_epoch(failures: int, wait_s: float, ctx: distributed.Context) -> tuple[int, float]:
@@ -224,211 +360,205 @@ def _train_step(model, clips, labels, optimizer, scaler, mixup, autocast, clip_n
     return loss.detach()
 
 
-def run(cfg: CfgNode) -> dict | None:
-    """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0."""
-    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
-    ctx = distributed.setup(cfg.NUM_GPUS, workers)
-    out_dir = Path(cfg.OUTPUT_DIR)
-    resumed_from_ms = distributed.broadcast_object(prepare_output_dir(out_dir) if ctx.is_main else None)
-    runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
-    try:
-        return _run(cfg, ctx, out_dir, runlog, resumed_from_ms, workers)
-    finally:
-        runlog.close()
-        distributed.teardown()
+@dataclass
+class Progress:
+    """The timed loop's running totals, for the progress bar, TensorBoard and result.json."""
+
+    status: str = C.ABORTED
+    epoch: float = 0.0  # fractional epoch of the last evaluation
+    train_seconds: float = 0.0  # loop time of the logging windows (evaluations excluded), this process
+    train_clips: int = 0
 
 
-def _run(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: RunLog, run_start_ms: int | None,
-         workers: int):
+def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog: RunLog, out_dir: Path,
+                    workers: int) -> Progress:
+    """The timed loop: train, evaluate every TRAIN.EVAL_PERIOD epochs, stop at the first evaluation that
+    reaches the target or at SOLVER.MAX_EPOCH; checkpoint every TRAIN.CHECKPOINT_PERIOD epochs."""
     device, main = ctx.device, ctx.is_main
-    fixed_digest = config_digest(cfg, exclude=rules.RESOURCE_KEYS)
-    if run_start_ms is None:
-        runlog.start(C.INIT_START)
-        _log_submission(runlog, cfg, ctx.world_size)
-        runlog.event(NUM_WORKERS, workers)
-    if main:
-        (out_dir / CONFIG).write_text(cfg.dump())
-        num_nodes = max(1, ctx.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
-        _write_json(out_dir / SYSTEM, describe_system(device.type, ctx.world_size, num_nodes))
-        if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
-            ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
-                train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
-                seed=cfg.SYNTHETIC.SEED))
-    distributed.barrier()
-    _preflight(cfg, ctx)
-
-    torch.manual_seed(cfg.RNG_SEED * 1000 + ctx.rank)  # init is identical on every rank: DDP broadcasts rank 0's
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
-    train_model = model
-    if ctx.world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(model, cfg)
-    amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
-    amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
-    precision = f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext()
-
-    start_epoch, evals, decode_failures, data_wait = 0, [], 0, []
-    state = load_checkpoint(out_dir / CHECKPOINT_NAME) if cfg.TRAIN.AUTO_RESUME else None
-    if state is not None:
-        if state["fixed_config_digest"] != fixed_digest:
-            raise VMBError(f"{out_dir / CHECKPOINT_NAME} was written by a different config; "
-                           "use a new OUTPUT_DIR or delete the checkpoint")
-        if state.get("precision", "unknown") != precision:
-            raise VMBError(f"{out_dir / CHECKPOINT_NAME} was written in precision {state.get('precision', 'unknown')}, "
-                           f"this run is {precision}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
-                           "or use a new OUTPUT_DIR")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, evals, decode_failures = state["epoch"], state["evals"], state["decode_failures"]
-        data_wait = state["data_wait"]
-
-    # The loaders read the split CSVs, but no video is decoded before run_start: workers start on first use.
-    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda",
-                                             workers=workers)
-    if run_start_ms is None:
-        runlog.end(C.INIT_STOP)
-        run_start_ms = _now_ms()
-        runlog.start(C.RUN_START, time_ms=run_start_ms)
-    else:
-        runlog.event(RESUME, value=start_epoch, epoch_num=start_epoch)
-    runlog.event(C.TRAIN_SAMPLES, len(train_loader.dataset))
-    runlog.event(C.EVAL_SAMPLES, len(val_loader.dataset))
-    mixup = build_mixup(cfg)
-    schedule = lr_schedule(cfg)
-    iters_per_epoch = len(train_loader)
+    mixup, schedule = build_mixup(cfg), lr_schedule(cfg)
+    iters_per_epoch = len(t.train_loader)
     eval_every = max(1, round(cfg.TRAIN.EVAL_PERIOD * iters_per_epoch))
     total_steps = iters_per_epoch * cfg.SOLVER.MAX_EPOCH
-    target = cfg.BENCHMARK.TARGET_TOP1
     mean, std = cfg.DATA.MEAN, cfg.DATA.STD
     writer = SummaryWriter(str(out_dir / "tensorboard")) if main and cfg.TENSORBOARD.ENABLE else None
-    progress = tqdm(total=total_steps, initial=start_epoch * iters_per_epoch, disable=not main or None,
-                    unit="it", dynamic_ncols=True, desc=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH)
-
-    status, epoch_progress = C.ABORTED, float(start_epoch)
-    loss_sum = torch.zeros((), device=device)
-    window, window_steps, train_seconds, train_clips = DataWait(), 0, 0.0, 0
-    epoch_clock, stall, steps_run, window_first = DataWait(), StallWatch(warmup_steps=workers + 1), 0, 1
-    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+    bar = tqdm(total=total_steps, initial=t.start_epoch * iters_per_epoch, disable=not main or None,
+               unit="it", dynamic_ncols=True, desc=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH)
+    progress = Progress(epoch=float(t.start_epoch))
+    window = Window(device, cfg.TRAIN.BATCH_SIZE, StallWatch(warmup_steps=workers + 1), main)
+    epoch_clock = DataWait()
+    for epoch in range(t.start_epoch, cfg.SOLVER.MAX_EPOCH):
         runlog.start(C.EPOCH_START, epoch_num=epoch + 1)
         # Dropout, drop path and MixUp draw from torch's generator: reseeded per epoch so that a resumed
         # run continues exactly as an uninterrupted one (the data order is seeded by the sampler).
         torch.manual_seed((cfg.RNG_SEED * 1000 + epoch) * 1000 + ctx.rank)
-        train_loader.sampler.set_epoch(epoch)
-        train_model.train()
+        t.train_loader.sampler.set_epoch(epoch)
+        t.train_model.train()
         epoch_failures = 0
         epoch_clock.restart()
-        for i, (clips, labels, failed, augment) in enumerate(timed_batches(train_loader, (epoch_clock, window))):
+        for i, (clips, labels, failed, augment) in enumerate(timed_batches(t.train_loader, (epoch_clock, window.clock))):
             step = epoch * iters_per_epoch + i
-            set_lr(optimizer, schedule(step / iters_per_epoch))
+            set_lr(t.optimizer, schedule(step / iters_per_epoch))
             # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device (their
             # parameters stay on the host: no sync); normalize's constants live on the device already.
             clips = normalize(apply_clip_augment(clips.to(device, non_blocking=True), augment), mean, std)
             if device.type == "cuda":
                 clips = clips.contiguous(memory_format=torch.channels_last_3d)
             labels = labels.to(device, non_blocking=True)
-            loss_sum += _train_step(train_model, clips, labels, optimizer, scaler, mixup, autocast,
-                                    cfg.SOLVER.CLIP_GRAD_L2NORM)
+            window.add(_train_step(t.train_model, clips, labels, t.optimizer, t.scaler, mixup, t.autocast,
+                                   cfg.SOLVER.CLIP_GRAD_L2NORM))
             epoch_failures += int(failed.sum())  # a CPU tensor from the loader: no device sync
-            window_steps += 1
-            steps_run += 1
-            progress.update()
+            bar.update()
             done = step + 1
             if done % cfg.LOG_PERIOD == 0 or done % eval_every == 0:
-                loss = loss_sum.item() / window_steps  # the one host sync, once per window
-                seconds = window.loop_s()
-                clips_per_s = window_steps * cfg.TRAIN.BATCH_SIZE / seconds
-                wait_fraction = window.wait_s / seconds
-                train_seconds += seconds
-                train_clips += window_steps * cfg.TRAIN.BATCH_SIZE
-                progress.set_postfix(loss=f"{loss:.3f}", clips_s=f"{clips_per_s:.1f}",
-                                     data_wait=f"{wait_fraction:.0%}")
-                if writer:
-                    writer.add_scalar("train/loss", loss, done)
-                    writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
-                    writer.add_scalar("train/clips_per_s", clips_per_s, done)
-                    writer.add_scalar("train/data_wait_fraction", wait_fraction, done)
-                if stall.input_bound(window_first, window.wait_s, seconds) and main:
-                    cores = usable_cores() // processes_per_node()
-                    progress.write(input_bound_message(stall.wait_s / stall.loop_s, workers, cores,
-                                                       cfg.DATA.DECODING_BACKEND), file=sys.stderr)
-                loss_sum.zero_()
-                window.restart()
-                window_steps, window_first = 0, steps_run + 1
+                window.report(done, t.optimizer, bar, writer, progress, cfg, workers)  # syncs once per window
             if done % eval_every == 0 or done == total_steps:
                 eval_began = time.perf_counter()
-                epoch_progress = done / iters_per_epoch
-                runlog.start(C.EVAL_START, epoch_num=epoch_progress)
-                correct, total = evaluate(model, val_loader, device, mean, std, autocast)
-                top1, eval_ms = 100.0 * correct / total, _now_ms()
-                runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch_progress, correct=correct,
-                             total=total)  # the counts let the scorer recompute top-1
-                runlog.end(C.EVAL_STOP, time_ms=eval_ms, epoch_num=epoch_progress)
-                evals.append([epoch_progress, top1, (eval_ms - run_start_ms) / 1000.0])
-                if writer:
-                    writer.add_scalar("val/top1", top1, done)
-                if main:
-                    progress.write(f"epoch {epoch_progress:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), "
-                                   f"target {target:.2f}%, {evals[-1][2]:.1f} s since run_start")
+                progress.epoch = done / iters_per_epoch
+                reached = _evaluate(cfg, t, ctx, runlog, progress.epoch, done, bar, writer)
                 epoch_clock.excluded_s += time.perf_counter() - eval_began
-                window.restart()
-                if correct * 100.0 >= target * total:
-                    status = C.SUCCESS
+                window.clock.restart()
+                if reached:
+                    progress.status = C.SUCCESS
                     break
-        epoch_loop_s = epoch_clock.loop_s()
-        epoch_failures, epoch_wait_s = _reduce_epoch(epoch_failures, epoch_clock.wait_s, ctx)
-        data_wait.append([epoch_wait_s, epoch_loop_s])
-        if writer:
-            writer.add_scalar("train/data_wait_fraction_epoch", epoch_wait_s / epoch_loop_s, epoch + 1)
-        decode_failures += epoch_failures
-        runlog.event(DECODE_FAILURES, epoch_failures, epoch_num=epoch + 1)
-        runlog.end(C.EPOCH_STOP, epoch_num=epoch + 1)
-        if status == C.SUCCESS:
+        _end_epoch(epoch, epoch_failures, epoch_clock, t, ctx, runlog, writer)
+        if progress.status == C.SUCCESS:
             break
         if main and (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
             save_checkpoint(out_dir / CHECKPOINT_NAME, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "epoch": epoch + 1, "evals": evals, "decode_failures": decode_failures, "data_wait": data_wait,
-                "fixed_config_digest": fixed_digest, "precision": precision})
-    run_stop_ms = _now_ms()
-    runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=status, epoch_num=epoch_progress)
-    progress.close()
+                "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
+                "epoch": epoch + 1, "decode_failures": t.decode_failures, "data_wait": t.data_wait,
+                "run_start_ms": t.run_start_ms, **t.identity})
+            runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
+    bar.close()
     if writer:
         writer.close()
-    if not main:
+    return progress
+
+
+class Window:
+    """One logging window of the training loop: the summed loss (on the device) and its clock."""
+
+    def __init__(self, device: torch.device, batch_size: int, stall: StallWatch, main: bool) -> None:
+        self.loss_sum, self.batch_size, self.stall, self.main = torch.zeros((), device=device), batch_size, stall, main
+        self.clock, self.steps, self.first_step, self.steps_run = DataWait(), 0, 1, 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.steps_run += 1
+
+    def report(self, done: int, optimizer, bar, writer, progress: Progress, cfg: CfgNode, workers: int) -> None:
+        """Show and record the window's loss, speed and data wait; warn once if input-bound; start a new window."""
+        loss = self.loss_sum.item() / self.steps  # the one host sync, once per window
+        seconds = self.clock.loop_s()
+        clips_per_s = self.steps * self.batch_size / seconds
+        wait_fraction = self.clock.wait_s / seconds
+        progress.train_seconds += seconds
+        progress.train_clips += self.steps * self.batch_size
+        bar.set_postfix(loss=f"{loss:.3f}", clips_s=f"{clips_per_s:.1f}", data_wait=f"{wait_fraction:.0%}")
+        if writer:
+            writer.add_scalar("train/loss", loss, done)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
+            writer.add_scalar("train/clips_per_s", clips_per_s, done)
+            writer.add_scalar("train/data_wait_fraction", wait_fraction, done)
+        if self.stall.input_bound(self.first_step, self.clock.wait_s, seconds) and self.main:
+            cores = usable_cores() // processes_per_node()
+            bar.write(input_bound_message(self.stall.wait_s / self.stall.loop_s, workers, cores,
+                                          cfg.DATA.DECODING_BACKEND), file=sys.stderr)
+        self.loss_sum.zero_()
+        self.clock.restart()
+        self.steps, self.first_step = 0, self.steps_run + 1
+
+
+def _evaluate(cfg: CfgNode, t: Training, ctx: distributed.Context, runlog: RunLog, epoch: float, done: int,
+              bar, writer) -> bool:
+    """One timed evaluation, logged with its counts; True when it reached the target."""
+    runlog.start(C.EVAL_START, epoch_num=epoch)
+    correct, total = evaluate(t.model, t.val_loader, ctx.device, cfg.DATA.MEAN, cfg.DATA.STD, t.autocast)
+    top1, eval_ms = 100.0 * correct / total, _now_ms()
+    runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch, correct=correct,
+                 total=total)  # the counts let the scorer recompute top-1
+    runlog.end(C.EVAL_STOP, time_ms=eval_ms, epoch_num=epoch)
+    if writer:
+        writer.add_scalar("val/top1", top1, done)
+    target = cfg.BENCHMARK.TARGET_TOP1
+    if ctx.is_main:
+        bar.write(f"epoch {epoch:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), target {target:.2f}%, "
+                  f"{(eval_ms - t.run_start_ms) / 1000.0:.1f} s since run_start")
+    return correct * 100.0 >= target * total
+
+
+def _end_epoch(epoch: int, failures: int, clock: DataWait, t: Training, ctx: distributed.Context, runlog: RunLog,
+               writer) -> None:
+    """Sum the epoch's decode failures and data wait over processes, record and log them."""
+    loop_s = clock.loop_s()
+    failures, wait_s = _reduce_epoch(failures, clock.wait_s, ctx)
+    t.data_wait.append([wait_s, loop_s])
+    if writer:
+        writer.add_scalar("train/data_wait_fraction_epoch", wait_s / loop_s, epoch + 1)
+    t.decode_failures += failures
+    runlog.event(DECODE_FAILURES, failures, epoch_num=epoch + 1)
+    runlog.end(C.EPOCH_STOP, epoch_num=epoch + 1)
+
+
+def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progress, runlog: RunLog, out_dir: Path,
+           workers: int) -> dict | None:
+    """Log run_stop (the clock stops), then, on rank 0, write result.json from the run log's evaluations."""
+    run_stop_ms = _now_ms()
+    runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
+    if not ctx.is_main:
         return None
+    evals = effective_evals(read_events(out_dir / RUN_LOG))  # the log is the one source of truth
+    data_wait = t.data_wait
     result = {
         "benchmark": cfg.BENCHMARK.NAME,
         "arch": cfg.MODEL.ARCH,
-        "status": status,
-        "time_to_target_s": (run_stop_ms - run_start_ms) / 1000.0,
-        "run_start_ms": run_start_ms,
+        "status": progress.status,
+        "time_to_target_s": (run_stop_ms - t.run_start_ms) / 1000.0,
+        "run_start_ms": t.run_start_ms,
         "run_stop_ms": run_stop_ms,
-        "target_top1": target,
-        "best_top1": max((e[1] for e in evals), default=0.0),
-        "epochs": epoch_progress,
-        "evals": [{"epoch": e, "top1": t, "elapsed_s": s} for e, t, s in evals],
+        "target_top1": cfg.BENCHMARK.TARGET_TOP1,
+        "best_top1": max((e.value for e in evals), default=0.0),
+        "epochs": progress.epoch,
+        "evals": [{"epoch": e.metadata["epoch_num"], "top1": e.value,
+                   "elapsed_s": (e.time_ms - t.run_start_ms) / 1000.0} for e in evals],
         "n_devices": ctx.world_size,
-        "device_type": device.type,
+        "device_type": ctx.device.type,
         "global_batch_size": cfg.TRAIN.BATCH_SIZE,
         "seed": cfg.RNG_SEED,
-        "train_clips_per_s": train_clips / train_seconds if train_seconds else None,
-        "decode_failures": decode_failures,
+        "train_clips_per_s": progress.train_clips / progress.train_seconds if progress.train_seconds else None,
+        "decode_failures": t.decode_failures,
         "num_workers": workers,
         "decoding_backend": cfg.DATA.DECODING_BACKEND,
         "data_wait_fraction": sum(w for w, _ in data_wait) / sum(s for _, s in data_wait) if data_wait else None,
         "data_wait_fraction_per_epoch": [w / s for w, s in data_wait],
         "config_digest": config_digest(cfg),
-        "fixed_config_digest": fixed_digest,
+        "fixed_config_digest": t.identity["fixed_config_digest"],
         # manifest.json's fingerprint (or the labelled fallback): no video byte is read, no cache warmed.
         "dataset_fingerprint": dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
                                                    cfg.DATA.PATH_PREFIX),
-        "vmb_version": vmb.__version__,
+        "division": cfg.BENCHMARK.DIVISION,
+        **code_provenance(),  # vmb_version, source_digest, git_commit, git_dirty
     }
     _write_json(out_dir / RESULT, result)
     return result
+
+
+def run(cfg: CfgNode) -> dict | None:
+    """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0.
+
+    The timed path: `initialise` (untimed, ends at run_start) -> `train_to_target` -> `finish` (run_stop)."""
+    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+    ctx = distributed.setup(cfg.NUM_GPUS, workers)
+    out_dir = Path(cfg.OUTPUT_DIR)
+    runlog = None
+    try:
+        interrupted = _on_main(ctx, lambda: prepare_output_dir(out_dir, cfg.TRAIN.AUTO_RESUME))
+        runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
+        training = initialise(cfg, ctx, out_dir, runlog, interrupted, workers)
+        progress = train_to_target(cfg, ctx, training, runlog, out_dir, workers)
+        return finish(cfg, ctx, training, progress, runlog, out_dir, workers)
+    finally:
+        if runlog is not None:
+            runlog.close()
+        distributed.teardown()

@@ -1,7 +1,16 @@
 """Check a set of runs as a whole, then time and score each benchmark in it (the set-level half of the
-scorer; vmb.scoring.validate checks each run on its own)."""
+scorer; vmb.scoring.validate checks each run on its own).
+
+Deviations are what MLPerf's open division allows and its closed division does not: fixed config keys
+changed, code other than the reference's (source_digest), and convergence in significantly fewer epochs than
+the reference (vmb.scoring.convergence). A closed-division run with a deviation is invalid (one reason per
+deviation), except convergence, which the closed division normalises as MLPerf does: the benchmark's time is
+scaled by reference mean epochs / submission mean epochs before it is scored. An open-division run keeps its
+deviations as a list that every output shows next to its score, labelled "open division".
+"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -10,18 +19,24 @@ from fvcore.common.config import CfgNode
 
 from vmb.config import load_config
 from vmb.record import rules
+from vmb.record.runlog import RUN_LOG
+from vmb.scoring.convergence import Convergence, check_convergence, not_checked
 from vmb.scoring.reference import Reference, ReferenceEntry, check_reference_entry
 from vmb.scoring.score import MODEL_CLASSES, TimeSummary, benchmark_score, model_score, summarize_times
-from vmb.scoring.validate import Run, RunFolderError, check_run, load_run
+from vmb.scoring.validate import Run, RunFolderError, check_run, load_run, run_deviations
+
+CLOSED_ONLY = "closed division invalid; submit in the open division (BENCHMARK.DIVISION open) to report it"
 
 
 @dataclass
 class RunCheck:
-    """One path given to the scorer: the parsed run (None if unreadable) and why it is invalid."""
+    """One path given to the scorer: the parsed run (None if unreadable), why it is invalid, and its
+    deviations (open division only: a closed run's deviations are among its reasons)."""
 
     path: Path
     run: Run | None
     reasons: list[str]
+    deviations: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -30,7 +45,7 @@ class RunCheck:
 
 @dataclass
 class BenchmarkResult:
-    """The runs of one benchmark, their time, and the score against the reference entry."""
+    """The runs of one benchmark, their time, the convergence check, and the score against the reference."""
 
     benchmark: rules.Benchmark
     runs: list[RunCheck]
@@ -40,10 +55,24 @@ class BenchmarkResult:
     reference: ReferenceEntry | None
     score: float | None
     reasons: list[str] = field(default_factory=list)
+    division: str | None = None  # the division every run declares; None when they differ (a reason)
+    convergence: Convergence | None = None  # None without a reference or when it cannot be checked (notes)
+    time_factor: float = 1.0  # closed division: the convergence normalisation of t_bench for the score
+    deviations: list[str] = field(default_factory=list)  # open division: the failed convergence check
+    notes: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
         return not self.reasons and all(r.valid for r in self.runs)
+
+    @property
+    def t_scored(self) -> float | None:
+        """The time that enters the score: t_bench, normalised for convergence in the closed division."""
+        return None if self.summary.t_bench is None else self.summary.t_bench * self.time_factor
+
+    @property
+    def normalised(self) -> bool:
+        return self.time_factor != 1.0
 
 
 @dataclass
@@ -55,6 +84,7 @@ class SuiteResult:
     benchmarks: dict[str, str | None]  # model class -> benchmark name present in the set
     benchmark_score: float | None
     note: str | None
+    division: str  # open when either half is in the open division
 
 
 @dataclass
@@ -72,32 +102,81 @@ class Assessment:
         return [*self.reasons, *(f"{r.path}: {reason}" for r in self.runs for reason in r.reasons),
                 *(f"{name}: {reason}" for name, b in self.benchmarks.items() for reason in b.reasons)]
 
+    def all_deviations(self) -> list[str]:
+        """Every open-division deviation, each prefixed by the run or benchmark it concerns."""
+        return [*(f"{r.path}: {deviation}" for r in self.runs for deviation in r.deviations),
+                *(f"{name}: {deviation}" for name, b in self.benchmarks.items() for deviation in b.deviations)]
+
+    def all_notes(self) -> list[str]:
+        """Every note (what was not checked, and why), each prefixed by its benchmark."""
+        return [f"{name}: {note}" for name, b in self.benchmarks.items() for note in b.notes]
+
     @property
     def valid(self) -> bool:
         return bool(self.runs) and not self.all_reasons()
-
-
-def check_path(path: Path) -> RunCheck:
-    """Load and check one run folder; never raises for a bad folder."""
-    try:
-        run = load_run(path)
-    except RunFolderError as exc:
-        return RunCheck(path, None, [str(exc).splitlines()[0].removeprefix(f"{path}: ")])
-    try:
-        return RunCheck(path, run, check_run(run))
-    except Exception as exc:  # a submission the checks did not foresee: one line for this run, not a traceback
-        detail = (str(exc).splitlines() or [""])[0]
-        return RunCheck(path, run, [f"cannot be checked ({type(exc).__name__}: {detail})"])
-
-
-def _distinct(values: list) -> list:
-    return list(dict.fromkeys(values))
 
 
 def _short(fingerprint: str) -> str:
     """A fingerprint's labels and first 12 digits: "sha256:1c0036af3ee1...", "unprepared:sha256:02ddb3a199cc..."."""
     labels, _, digits = fingerprint.rpartition(":")
     return f"{labels}:{digits[:12]}..." if labels else f"{digits[:12]}..."
+
+
+def code_deviations(run: Run, reference: ReferenceEntry | None) -> list[str]:
+    """The run's code is not the reference's (one line), or nothing (also without a reference)."""
+    digest = run.result["source_digest"]
+    if reference is None or digest == reference.source_digest:
+        return []
+    return [f"code differs from the reference's (source_digest {_short(digest)} vs {_short(reference.source_digest)})"]
+
+
+def check_path(path: Path, reference: Reference | None = None) -> RunCheck:
+    """Load and check one run folder (against the reference's code, when given); never raises for a bad folder."""
+    try:
+        run = load_run(path)
+    except RunFolderError as exc:
+        return RunCheck(path, None, [str(exc).splitlines()[0].removeprefix(f"{path}: ")])
+    try:
+        reasons = check_run(run)
+        entry = reference.entries.get(run.benchmark) if reference else None
+        deviations = run_deviations(run) + code_deviations(run, entry)
+    except Exception as exc:  # a submission the checks did not foresee: one line for this run, not a traceback
+        detail = (str(exc).splitlines() or [""])[0]
+        return RunCheck(path, run, [f"cannot be checked ({type(exc).__name__}: {detail})"])
+    if run.division == rules.OPEN:
+        return RunCheck(path, run, reasons, deviations)
+    return RunCheck(path, run, reasons + [f"{deviation}: {CLOSED_ONLY}" for deviation in deviations])
+
+
+def _distinct(values: list) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _log_sha256(run: Run) -> str | None:
+    try:
+        return hashlib.sha256((run.path / RUN_LOG).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _duplicates(checks: list[RunCheck]) -> list[str]:
+    """One line for each run that repeats an earlier one: the same folder given twice, an identical run log
+    (a copied folder), or the same run_start_ms and run_stop_ms (a copy with an edited log)."""
+    first: dict[tuple, Path] = {}
+    reasons = []
+    for check in checks:
+        if check.run is None:
+            continue
+        result = check.run.result
+        keys = {("folder", check.path.resolve()): "the same folder given twice",
+                ("log", _log_sha256(check.run)): f"identical {RUN_LOG}",
+                ("clock", result["run_start_ms"], result["run_stop_ms"]): "the same run_start_ms and run_stop_ms"}
+        repeated = next(((first[key], why) for key, why in keys.items() if key in first and None not in key), None)
+        if repeated:
+            reasons.append(f"{check.path} duplicates {repeated[0]} ({repeated[1]}); each run counts once")
+        for key in keys:
+            first.setdefault(key, check.path)
+    return reasons
 
 
 def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canonical: CfgNode) -> list[str]:
@@ -122,6 +201,25 @@ def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canoni
     return reasons
 
 
+def _check_convergence(result: BenchmarkResult, reference: ReferenceEntry) -> None:
+    """Test the runs' epochs to target against the reference's; normalise (closed) or report (open)."""
+    note = not_checked(reference.epochs_to_target)
+    if note:
+        result.notes.append(note)
+        return
+    epochs = [c.run.result["epochs"] for c in result.runs if c.run.success]
+    try:
+        result.convergence = check_convergence(reference.epochs_to_target, epochs)
+    except ValueError as exc:  # epochs an invalid run claims (not positive): its own reasons say why
+        result.notes.append(f"convergence not checked ({exc})")
+        return
+    if result.convergence.faster:
+        if result.division == rules.OPEN:
+            result.deviations.append(f"convergence: {result.convergence.describe()}")
+        else:
+            result.time_factor = result.convergence.factor
+
+
 def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | None) -> BenchmarkResult:
     benchmark = rules.BENCHMARKS[name]
     runs = [c.run for c in checks]
@@ -130,10 +228,17 @@ def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | N
     reasons = _benchmark_reasons(runs, entry, load_config(benchmark.config))
     if summary.problem:
         reasons.append(summary.problem)
+    divisions = _distinct(r.division for r in runs)
+    if len(divisions) > 1:
+        reasons.append(f"runs declare different divisions ({', '.join(map(str, divisions))}); all runs of a "
+                       "benchmark must declare the same one")
     n_devices, unit = runs[0].result["n_devices"], runs[0].device_unit
-    result = BenchmarkResult(benchmark, checks, summary, n_devices, unit, entry, None, reasons)
+    result = BenchmarkResult(benchmark, checks, summary, n_devices, unit, entry, None, reasons,
+                             division=divisions[0] if len(divisions) == 1 else None)
+    if entry is not None and summary.t_bench is not None:
+        _check_convergence(result, entry)
     if result.valid and entry is not None:
-        result.score = model_score(entry.t_ref_s, entry.n_devices_ref, summary.t_bench, n_devices)
+        result.score = model_score(entry.t_ref_s, entry.n_devices_ref, result.t_scored, n_devices)
     return result
 
 
@@ -151,14 +256,15 @@ def _suite_result(suite: str, results: dict[str, BenchmarkResult], reference: Re
         note = "scores need a reference (--reference FILE)"
     elif total is None:
         note = "no benchmark score: a half has no valid score (see the problems)"
-    return SuiteResult(suite, scores, present, total, note)
+    is_open = any(results[name].division == rules.OPEN for name in present.values() if name)
+    return SuiteResult(suite, scores, present, total, note, rules.OPEN if is_open else rules.CLOSED)
 
 
 def assess(paths: Sequence[Path], reference: Reference | None = None,
            set_reasons: Sequence[str] = ()) -> Assessment:
     """Check every run folder and the set as a whole, then time and score each benchmark present."""
-    checks = [check_path(Path(p)) for p in paths]
-    reasons = list(set_reasons)
+    checks = [check_path(Path(p), reference) for p in paths]
+    reasons = list(set_reasons) + _duplicates(checks)
     if not checks:
         reasons.append("no runs given")
     loaded = [c for c in checks if c.run is not None and c.run.benchmark in rules.BENCHMARKS]

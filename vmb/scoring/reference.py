@@ -1,9 +1,10 @@
 """Reference times: JSON files under references/ that scores are measured against.
 
 A reference holds one entry per benchmark: the reference time to target t_ref_s (the olympic mean, or
-the provisional mean, of valid runs), the devices it used, the target, the dataset fingerprint and the
-fixed config digest it was measured with, the hardware, the date, and its provenance (which runs, which
-command). `python tools/score.py --make-reference RUNS -o FILE` writes one from a valid set of runs.
+the provisional mean, of valid runs), the devices it used, the target, the dataset fingerprint, the fixed
+config digest and the source digest of the code it was measured with, the epochs to target of its runs
+(for the convergence check), the hardware, the date, and its provenance (which runs, which command).
+`python tools/score.py --make-reference RUNS -o FILE` writes one from a valid set of closed-division runs.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from vmb.errors import VMBError
 if TYPE_CHECKING:
     from vmb.scoring.assess import Assessment
 
-FORMAT = "vmb-reference/1"
+FORMAT = "vmb-reference/2"  # /2 added source_digest and epochs_to_target
 DEVICE_UNITS = ("GPUs", "CPU processes")
 
 
@@ -44,6 +45,8 @@ class ReferenceEntry:
     target_top1: float
     dataset_fingerprint: str
     fixed_config_digest: str
+    source_digest: str  # vmb.record.provenance's digest of the code the reference runs ran
+    epochs_to_target: tuple[float, ...] | None  # of the runs that reached the target; None: not recorded
     hardware: str
     date: str
     provisional: bool
@@ -71,6 +74,16 @@ def _field(entry: dict, key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _epochs(entry: dict, where: str) -> tuple[float, ...] | None:
+    value = entry.get("epochs_to_target")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              and math.isfinite(v) and v > 0 for v in value):
+        raise ReferenceError(f"{where}: epochs_to_target must be a list of positive numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
 def _entry(name: str, data: Any, where: str) -> ReferenceEntry:
     if name not in rules.BENCHMARKS:
         raise ReferenceError(f"{where}: unknown benchmark (known: {', '.join(rules.BENCHMARKS)})")
@@ -84,6 +97,8 @@ def _entry(name: str, data: Any, where: str) -> ReferenceEntry:
         target_top1=float(_field(data, "target_top1", float, where)),
         dataset_fingerprint=_field(data, "dataset_fingerprint", str, where),
         fixed_config_digest=_field(data, "fixed_config_digest", str, where),
+        source_digest=_field(data, "source_digest", str, where),
+        epochs_to_target=_epochs(data, where),
         hardware=_field(data, "hardware", str, where),
         date=_field(data, "date", str, where),
         provisional=_field(data, "provisional", bool, where),
@@ -108,7 +123,11 @@ def load_reference(path: Path) -> Reference:
         raise ReferenceError(f"{path}: cannot read the reference ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReferenceError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    found = data.get("format") if isinstance(data, dict) else None
+    if isinstance(found, str) and found.startswith("vmb-reference/") and found != FORMAT:
+        raise ReferenceError(f"{path}: reference format {found} is not {FORMAT} (it lacks source_digest and "
+                             "epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
+    if found != FORMAT:
         raise ReferenceError(f"{path}: not a VMB reference (needs \"format\": \"{FORMAT}\")")
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, dict) or not benchmarks:
@@ -129,13 +148,23 @@ def check_reference_entry(entry: ReferenceEntry, canonical: CfgNode) -> list[str
 
 
 def make_reference(assessment: Assessment, command: str) -> dict:
-    """A reference (as JSON data) with one entry per benchmark of a valid set of runs.
+    """A reference (as JSON data) with one entry per benchmark of a valid set of closed-division runs that all
+    ran the same code.
 
     Raises:
-        ReferenceError: the set is invalid or empty.
+        ReferenceError: the set is invalid or empty, has open-division runs, or ran more than one code.
     """
     if not assessment.valid:
         raise ReferenceError("cannot make a reference from an invalid set of runs (see the problems above)")
+    runs = [check.run for check in assessment.runs]
+    open_runs = [str(r.path) for r in runs if r.division != rules.CLOSED]
+    if open_runs:
+        raise ReferenceError(f"a reference is made from closed-division runs only; {', '.join(open_runs)} "
+                             f"{'is' if len(open_runs) == 1 else 'are'} {rules.OPEN}")
+    digests = list(dict.fromkeys(r.result["source_digest"] for r in runs))
+    if len(digests) > 1:
+        raise ReferenceError(f"the runs ran {len(digests)} different codes (source_digest {', '.join(digests)}); "
+                             "all runs of a reference must run the same code")
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     entries = {}
     for name, result in assessment.benchmarks.items():
@@ -150,6 +179,8 @@ def make_reference(assessment: Assessment, command: str) -> dict:
             "target_top1": runs[0].result["target_top1"],
             "dataset_fingerprint": runs[0].result["dataset_fingerprint"],
             "fixed_config_digest": runs[0].result["fixed_config_digest"],
+            "source_digest": runs[0].result["source_digest"],
+            "epochs_to_target": [r.result["epochs"] for r in runs if r.success],
             "hardware": " | ".join(dict.fromkeys(system_line(r.system) for r in runs)),
             "date": today,
             "provisional": summary.provisional,
@@ -157,7 +188,8 @@ def make_reference(assessment: Assessment, command: str) -> dict:
                 "method": f"{summary.method} of {summary.n_runs} runs ({summary.n_failed} missed the target)",
                 "runs": [{"run": str(r.path), "seed": r.result["seed"], "status": r.result["status"],
                           "time_to_target_s": r.result["time_to_target_s"],
-                          "config_digest": r.result["config_digest"]} for r in runs],
+                          "config_digest": r.result["config_digest"], "git_commit": r.result["git_commit"]}
+                         for r in runs],
                 "command": command,
                 "vmb_version": vmb.__version__,
             },

@@ -13,10 +13,12 @@ from typing import Any, Iterable
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vmb.record import rules
 from vmb.record.runlog import RUN_START, find
 from vmb.scoring.score import OLYMPIC_MIN_RUNS
 from vmb.record.system import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult
+from vmb.scoring.convergence import P_VALUE
 from vmb.scoring.validate import Run
 from vmb.errors import VMBError
 
@@ -66,6 +68,37 @@ def _t_bench(b: BenchmarkResult) -> float | None:
     return b.summary.t_bench if b.valid else None
 
 
+def _score(score: float | None, division: str | None) -> str:
+    """A score, labelled when it is an open-division one."""
+    return f"{_number(score)} (open division)" if score is not None and division == rules.OPEN else _number(score)
+
+
+def _convergence_cell(b: BenchmarkResult) -> str:
+    c = b.convergence
+    if c is None:
+        return "not checked" if b.notes else "-"
+    p = "std 0" if c.p_value is None else f"p {c.p_value:.3g}"
+    if not c.faster:
+        return f"passed ({p})"
+    return f"normalised x{b.time_factor:.3f} ({p})" if b.normalised else f"faster, reported ({p})"
+
+
+def _convergence_lines(a: Assessment) -> list[str]:
+    """Per benchmark tested: the statistics, the verdict, and what it does to the score."""
+    lines = []
+    for name, b in a.benchmarks.items():
+        if b.convergence is None:
+            continue
+        line = f"{name}: {b.convergence.describe()}"
+        if b.normalised:
+            line += (f"; closed division: t_bench {_seconds(b.summary.t_bench)} normalised to "
+                     f"{_seconds(b.t_scored)} (x{b.time_factor:.3f}) for the score")
+        elif b.convergence.faster:
+            line += "; open division: reported, not normalised"
+        lines.append(line)
+    return lines
+
+
 def _runs_table(a: Assessment) -> Block:
     ids = _system_ids(a)
     rows = []
@@ -73,13 +106,15 @@ def _runs_table(a: Assessment) -> Block:
         run = check.run
         verdict = "ok" if check.valid else "INVALID"
         if run is None:
-            rows.append([str(check.path), "?", "?", "-", "-", "-", "-", verdict])
+            rows.append([str(check.path), "?", "?", "-", "-", "-", "-", "-", verdict])
             continue
         r = run.result
         status = r["status"] if run.success else f"{r['status']} (best {r['best_top1']:.2f}% < {r['target_top1']}%)"
         rows.append([str(check.path), run.benchmark, status, _seconds(r["time_to_target_s"]),
-                     _devices(r["n_devices"], run.device_unit), str(r["seed"]), ids[check.path], verdict])
-    return ("table", ["run", "benchmark", "status", "time to target", "devices", "seed", "system", "check"], rows)
+                     _devices(r["n_devices"], run.device_unit), str(r["seed"]), str(r["division"]), ids[check.path],
+                     verdict])
+    return ("table", ["run", "benchmark", "status", "time to target", "devices", "seed", "division", "system",
+                      "check"], rows)
 
 
 def _benchmarks_table(a: Assessment) -> Block:
@@ -89,9 +124,10 @@ def _benchmarks_table(a: Assessment) -> Block:
         rows.append([name, b.benchmark.model_class, str(s.n_runs), str(s.n_failed), _seconds(_t_bench(b)), _method(b),
                      _seconds(s.min_s), _seconds(s.max_s), "-" if s.cv is None else f"{100 * s.cv:.1f}%",
                      _devices(b.n_devices, b.device_unit), _seconds(ref.t_ref_s) if ref else "-",
-                     _devices(ref.n_devices_ref, ref.device_unit) if ref else "-", _number(b.score)])
+                     _devices(ref.n_devices_ref, ref.device_unit) if ref else "-", _convergence_cell(b),
+                     _score(b.score, b.division)])
     return ("table", ["benchmark", "class", "runs", "failed", "t_bench", "method", "min", "max", "CV", "devices",
-                      "t_ref", "ref devices", "score"], rows)
+                      "t_ref", "ref devices", "convergence", "score"], rows)
 
 
 def _suite_lines(a: Assessment) -> list[str]:
@@ -99,20 +135,25 @@ def _suite_lines(a: Assessment) -> list[str]:
     for suite in a.suites.values():
         if suite.benchmark_score is not None:
             halves = " + ".join(f"{cls} {_number(score)}" for cls, score in suite.scores.items())
-            lines.append(f"suite {suite.suite}: benchmark score {suite.benchmark_score:.3f} = ({halves}) / 2")
+            label = " (open division)" if suite.division == rules.OPEN else ""
+            lines.append(f"suite {suite.suite}: benchmark score {suite.benchmark_score:.3f} = ({halves}) / 2{label}")
         else:
             lines.append(f"suite {suite.suite}: no benchmark score: {suite.note}")
     return lines
 
 
 def verdict(a: Assessment) -> str:
-    """VALID or INVALID, and why a valid result is only provisional."""
+    """VALID or INVALID, which benchmarks are open-division ones, and why a valid result is only provisional."""
     if not a.valid:
         return f"INVALID: {len(a.all_reasons())} problem(s)"
+    parts = []
+    open_division = [name for name, b in a.benchmarks.items() if b.division == rules.OPEN]
+    if open_division:
+        parts.append(f"open division: {', '.join(open_division)}")
     provisional = [name for name, b in a.benchmarks.items() if b.summary.provisional]
     if provisional:
-        return f"VALID, provisional: fewer than {OLYMPIC_MIN_RUNS} runs of {', '.join(provisional)}"
-    return "VALID"
+        parts.append(f"provisional: fewer than {OLYMPIC_MIN_RUNS} runs of {', '.join(provisional)}")
+    return "VALID" + (f", {'; '.join(parts)}" if parts else "")
 
 
 def blocks(a: Assessment, images: Iterable[tuple[str, str]] = ()) -> list[Block]:
@@ -124,6 +165,13 @@ def blocks(a: Assessment, images: Iterable[tuple[str, str]] = ()) -> list[Block]
     out += [("h", "runs"), _runs_table(a)]
     if a.benchmarks:
         out += [("h", "benchmarks"), _benchmarks_table(a), ("list", _suite_lines(a))]
+    convergence = _convergence_lines(a) + a.all_notes()
+    if convergence:
+        out += [("h", f"convergence (epochs to target against the reference, one-sided t-test at p {P_VALUE})"),
+                ("list", convergence)]
+    deviations = a.all_deviations()
+    if deviations:
+        out += [("h", "open division: deviations from the closed rules"), ("list", deviations)]
     if a.reference is None:
         out.append(("p", "No reference: times only. To score, pass --reference FILE (see references/); make one "
                          "from valid runs with: python tools/score.py --make-reference RUNS -o references/NAME.json"))
@@ -214,31 +262,40 @@ def to_json(a: Assessment) -> dict[str, Any]:
     ids = _system_ids(a)
     runs = []
     for check in a.runs:
-        entry: dict[str, Any] = {"run": str(check.path), "valid": check.valid, "reasons": check.reasons}
+        entry: dict[str, Any] = {"run": str(check.path), "valid": check.valid, "reasons": check.reasons,
+                                 "deviations": check.deviations}
         if check.run is not None:
             r = check.run.result
             entry.update(benchmark=r["benchmark"], status=r["status"], time_to_target_s=r["time_to_target_s"],
                          n_devices=r["n_devices"], device_unit=check.run.device_unit, seed=r["seed"],
                          best_top1=r["best_top1"], target_top1=r["target_top1"],
-                         dataset_fingerprint=r["dataset_fingerprint"], system=ids[check.path])
+                         dataset_fingerprint=r["dataset_fingerprint"], system=ids[check.path],
+                         division=r["division"], epochs=r["epochs"], source_digest=r["source_digest"],
+                         git_commit=r["git_commit"], git_dirty=r["git_dirty"])
         runs.append(entry)
     benchmarks = {}
     for name, b in a.benchmarks.items():
-        s, ref = b.summary, b.reference
+        s, ref, c = b.summary, b.reference, b.convergence
+        convergence = None if c is None else {
+            "reference_mean_epochs": c.reference_mean, "reference_std_epochs": c.reference_std,
+            "n_reference": c.n_reference, "n_reference_runs": c.n_reference_runs,
+            "mean_epochs": c.submission_mean, "n_runs": c.n_submission, "p_value": c.p_value,
+            "p_threshold": P_VALUE, "faster": c.faster, "factor": c.factor, "normalised": b.normalised}
         benchmarks[name] = {
             "model_class": b.benchmark.model_class, "suite": b.benchmark.suite, "valid": b.valid,
             "reasons": b.reasons, "runs": s.n_runs, "failed": s.n_failed, "t_bench_s": _t_bench(b),
             "method": s.method, "provisional": s.provisional, "min_s": s.min_s, "max_s": s.max_s, "cv": s.cv,
             "n_devices": b.n_devices, "device_unit": b.device_unit,
             "t_ref_s": ref.t_ref_s if ref else None, "n_devices_ref": ref.n_devices_ref if ref else None,
-            "score": b.score}
+            "division": b.division, "deviations": b.deviations, "notes": b.notes, "convergence": convergence,
+            "time_factor": b.time_factor, "t_scored_s": b.t_scored if b.valid else None, "score": b.score}
     suites = {name: {"benchmark_score": s.benchmark_score, "scores": s.scores, "benchmarks": s.benchmarks,
-                      "note": s.note} for name, s in a.suites.items()}
+                      "note": s.note, "division": s.division} for name, s in a.suites.items()}
     systems = [{"id": f"S{i}", "description": line, "runs": [str(p) for p in paths]}
                for i, (line, paths) in enumerate(_systems(a).items(), start=1)]
     return {"valid": a.valid, "verdict": verdict(a), "reference": str(a.reference.path) if a.reference else None,
-            "reasons": a.all_reasons(), "systems": systems, "runs": runs, "benchmarks": benchmarks,
-            "suites": suites}
+            "reasons": a.all_reasons(), "deviations": a.all_deviations(), "systems": systems, "runs": runs,
+            "benchmarks": benchmarks, "suites": suites}
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -318,11 +375,11 @@ def plot_scores(a: Assessment, path: Path) -> None:
     labels, values = [], []
     for name, b in a.benchmarks.items():
         if b.score is not None:
-            labels.append(name)
+            labels.append(f"{name} (open)" if b.division == rules.OPEN else name)
             values.append(b.score)
     for suite in a.suites.values():
         if suite.benchmark_score is not None:
-            labels.append(f"{suite.suite} benchmark")
+            labels.append(f"{suite.suite} benchmark{' (open)' if suite.division == rules.OPEN else ''}")
             values.append(suite.benchmark_score)
     fig = Figure(figsize=(8, 3.5))
     ax = fig.subplots()

@@ -2,7 +2,8 @@
 
 A run folder holds what the trainer writes: run_log.txt, result.json, config.yaml, system.json. Only
 json and yaml.safe_load read them (nothing is executed or unpickled). Every check returns one-line
-reasons; a run or a set with any reason is invalid.
+reasons; a run or a set with any reason is invalid. Deviations (`run_deviations`) are differences that only
+the open division allows: the scorer makes them reasons in the closed division (vmb.scoring.assess).
 """
 from __future__ import annotations
 
@@ -18,20 +19,26 @@ from fvcore.common.config import CfgNode
 from vmb.config import config_digest, config_from_yaml_text, flat_items, load_config
 from vmb.errors import VMBError
 from vmb.record import rules
-from vmb.record.runlog import (CONFIG, RESULT, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP, SYSTEM, LogEvent, find,
-                               read_events)
+from vmb.record.runlog import (CONFIG, CONFIG_DIGEST, RESULT, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP,
+                               SOURCE_DIGEST, SYSTEM, LogEvent, effective_evals, find, read_events)
 from vmb.scoring import compliance
 from vmb.scoring.score import device_unit
 
 SUCCESS = "success"
 
-_NUMBER, _INT = "number", "integer"
+_NUMBER, _INT, _STR_OR_NULL, _BOOL_OR_NULL = "number", "integer", "string or null", "true, false or null"
 RESULT_FIELDS = {
     "benchmark": str, "status": str, "time_to_target_s": _NUMBER, "run_start_ms": _INT, "run_stop_ms": _INT,
-    "target_top1": _NUMBER, "best_top1": _NUMBER, "evals": list, "n_devices": _INT, "device_type": str,
-    "global_batch_size": _INT, "seed": _INT, "dataset_fingerprint": str, "config_digest": str,
-    "fixed_config_digest": str,
+    "target_top1": _NUMBER, "best_top1": _NUMBER, "epochs": _NUMBER, "evals": list, "n_devices": _INT,
+    "device_type": str, "global_batch_size": _INT, "seed": _INT, "dataset_fingerprint": str, "config_digest": str,
+    "fixed_config_digest": str, "division": str, "vmb_version": str, "source_digest": str,
+    "git_commit": _STR_OR_NULL, "git_dirty": _BOOL_OR_NULL,
 }
+# vmb.record.provenance.code_provenance(): in result.json and system.json alike.
+PROVENANCE_FIELDS = ("vmb_version", "source_digest", "git_commit", "git_dirty")
+# result.json field -> the header key that logs the same value (the header is checked against config.yaml).
+_RESULT_LOGGED = {"seed": "seed", "global_batch_size": "global_batch_size", "target_top1": "target_top1",
+                  "division": "submission_division"}
 _TIME_TOLERANCE_S = 1e-3  # result.json rounds nothing, but allow for a millisecond
 _TOP1_TOLERANCE = 1e-6
 
@@ -62,8 +69,16 @@ class Run:
     def device_unit(self) -> str:
         return device_unit(self.result["device_type"])
 
+    @property
+    def division(self) -> str:
+        return self.result["division"]
+
 
 def _is_type(value: Any, kind: Any) -> bool:
+    if kind == _STR_OR_NULL:
+        return value is None or isinstance(value, str)
+    if kind == _BOOL_OR_NULL:
+        return value is None or isinstance(value, bool)
     if kind == _INT:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == _NUMBER:
@@ -99,7 +114,8 @@ def _check_result_fields(result: dict, path: Path) -> None:
         if key not in result:
             raise RunFolderError(f"{path}: field {key} is missing")
         if not _is_type(result[key], kind):
-            name = {_NUMBER: "a number", _INT: "an integer", str: "a string", list: "a list"}[kind]
+            name = {_NUMBER: "a number", _INT: "an integer", str: "a string", list: "a list",
+                    _STR_OR_NULL: "a string or null", _BOOL_OR_NULL: "true, false or null"}[kind]
             raise RunFolderError(f"{path}: field {key} must be {name}, got {result[key]!r}")
 
 
@@ -165,13 +181,15 @@ def config_diff(canonical: CfgNode, config: CfgNode) -> list[str]:
             if key not in rules.RESOURCE_KEYS and want.get(key) != have.get(key)]
 
 
-def check_config(run: Run, canonical: CfgNode) -> list[str]:
-    """The run's resolved config is the canonical one except resource keys, and result.json's digests are
-    those of config.yaml."""
-    reasons = []
+def config_deviations(run: Run, canonical: CfgNode) -> list[str]:
+    """The run's config.yaml changes keys outside rules.RESOURCE_KEYS (one line with the diff), or nothing."""
     diff = config_diff(canonical, run.config)
-    if diff:
-        reasons.append(f"{CONFIG} changes fixed keys (only resource keys may change): {'; '.join(diff)}")
+    return [f"{CONFIG} changes fixed keys ({'; '.join(diff)})"] if diff else []
+
+
+def check_config(run: Run) -> list[str]:
+    """result.json's digests are those of config.yaml."""
+    reasons = []
     if run.result["config_digest"] != config_digest(run.config):
         reasons.append(f"{RESULT}: config_digest is not the digest of {CONFIG}")
     if run.result["fixed_config_digest"] != config_digest(run.config, exclude=rules.RESOURCE_KEYS):
@@ -242,32 +260,86 @@ def _check_eval_counts(run: Run) -> list[str]:
 
 
 def _check_evals(run: Run) -> list[str]:
-    """result.json's evaluations and best top-1 are the log's, and the log's are their counts'."""
-    logged = [e.value for e in find(run.events, "eval_accuracy")]
-    numbers = [v for v in logged if _is_type(v, _NUMBER)]
-    best = max(numbers, default=0.0)
+    """result.json's evaluations and best top-1 are those of the log that stand (runlog.effective_evals: a
+    resume supersedes what was logged after its checkpoint), and every logged top-1 is its counts'."""
+    standing = effective_evals(run.events)
+    logged = [e.value for e in standing]
+    best = max((v for v in logged if _is_type(v, _NUMBER)), default=0.0)
     reasons = _check_eval_counts(run)
     if abs(run.result["best_top1"] - best) > _TOP1_TOLERANCE:
         reasons.append(f"{RESULT}: best_top1 is {run.result['best_top1']} but the log's best eval_accuracy is {best}")
     evals = run.result["evals"]
     top1 = [e.get("top1") if isinstance(e, dict) else None for e in evals]
+    epochs = [e.get("epoch") if isinstance(e, dict) else None for e in evals]
     if len(top1) != len(logged) or any(not _is_type(a, _NUMBER) or not _is_type(b, _NUMBER)
-                                       or abs(a - b) > _TOP1_TOLERANCE for a, b in zip(top1, logged)):
-        reasons.append(f"{RESULT}: evals do not match the log's eval_accuracy events")
+                                       or abs(a - b) > _TOP1_TOLERANCE for a, b in zip(top1, logged)) \
+            or epochs != [e.metadata.get("epoch_num") for e in standing]:
+        reasons.append(f"{RESULT}: evals do not match the log's eval_accuracy events (those that stand after "
+                       "any resume)")
     return reasons
 
 
-def _check_header(run: Run) -> list[str]:
-    """Seed, global batch, target and devices agree between result.json, the log, config.yaml, system.json."""
+def _same_value(logged: Any, configured: Any) -> bool:
+    """Equal, and a boolean only equals a boolean (JSON's true is not 1)."""
+    if isinstance(logged, bool) or isinstance(configured, bool):
+        return type(logged) is type(configured) and logged == configured
+    return logged == configured
+
+
+def _check_hyperparameters(run: Run) -> list[str]:
+    """Every key of rules.LOGGED_HYPERPARAMETERS is logged exactly once, with config.yaml's value."""
+    config, reasons = flat_items(run.config), []
+    for key, config_key in rules.LOGGED_HYPERPARAMETERS.items():
+        logged = find(run.events, key)
+        if len(logged) != 1:
+            reasons.append(f"{RUN_LOG}: {key} is logged {len(logged)} times (exactly once, {CONFIG}'s {config_key})")
+        elif not _same_value(logged[0].value, config[config_key]):
+            reasons.append(f"{RUN_LOG}: {key} is {logged[0].value!r} but {CONFIG}'s {config_key} is "
+                           f"{config[config_key]!r}")
+    return reasons
+
+
+def _check_digests(run: Run) -> list[str]:
+    """The log's vmb_config_digest is config.yaml's (so a config.yaml edited after the run, with result.json's
+    digests recomputed, still disagrees with the log), and result.json's code provenance is the log's and
+    system.json's."""
     result, reasons = run.result, []
-    for key, logged_key in (("seed", "seed"), ("global_batch_size", "global_batch_size"),
-                            ("target_top1", "target_top1")):
-        logged = _first_value(run.events, logged_key)
-        if logged is not None and logged != result[key]:
-            reasons.append(f"{RESULT}: {key} is {result[key]!r} but the log says {logged!r}")
-    for key, config_value in (("seed", run.config.RNG_SEED), ("global_batch_size", run.config.TRAIN.BATCH_SIZE)):
-        if config_value != result[key]:
-            reasons.append(f"{RESULT}: {key} is {result[key]!r} but {CONFIG} says {config_value!r}")
+    logged = find(run.events, CONFIG_DIGEST)
+    if len(logged) != 1:
+        reasons.append(f"{RUN_LOG}: {CONFIG_DIGEST} is logged {len(logged)} times (exactly once)")
+    elif logged[0].value != config_digest(run.config):
+        reasons.append(f"{RUN_LOG}: {CONFIG_DIGEST} is not the digest of {CONFIG} (changed after the run?)")
+    logged = find(run.events, SOURCE_DIGEST)
+    if len(logged) != 1:
+        reasons.append(f"{RUN_LOG}: {SOURCE_DIGEST} is logged {len(logged)} times (exactly once)")
+    elif logged[0].value != result["source_digest"]:
+        reasons.append(f"{RESULT}: source_digest is {result['source_digest']!r} but the log's {SOURCE_DIGEST} is "
+                       f"{logged[0].value!r}")
+    for key in PROVENANCE_FIELDS:
+        if run.system.get(key) != result[key]:
+            reasons.append(f"{SYSTEM}: {key} is {run.system.get(key)!r} but {RESULT} says {result[key]!r}")
+    return reasons
+
+
+def _check_epochs(run: Run) -> list[str]:
+    """A successful run's result.json epochs is the epoch_num of the evaluation that reached the target."""
+    standing = effective_evals(run.events)
+    if not run.success or not standing:
+        return []
+    logged = standing[-1].metadata.get("epoch_num")
+    if not _same_value(run.result["epochs"], logged):
+        return [f"{RESULT}: epochs is {run.result['epochs']} but the last eval_accuracy's epoch_num is {logged!r}"]
+    return []
+
+
+def _check_header(run: Run) -> list[str]:
+    """Seed, global batch, target, division and devices agree between result.json, the log and system.json
+    (the logged hyperparameters are checked against config.yaml by _check_hyperparameters)."""
+    result, reasons = run.result, []
+    for key, logged_key in _RESULT_LOGGED.items():
+        logged = find(run.events, logged_key)
+        if len(logged) == 1 and not _same_value(logged[0].value, result[key]):
+            reasons.append(f"{RESULT}: {key} is {result[key]!r} but the log says {logged[0].value!r}")
     if result["time_to_target_s"] <= 0:
         reasons.append(f"{RESULT}: time_to_target_s is {result['time_to_target_s']} (must be positive)")
     if result["n_devices"] < 1:
@@ -284,6 +356,8 @@ def _check_header(run: Run) -> list[str]:
         reasons.append(f"{RESULT}: device_type {result['device_type']!r} is neither 'cpu' nor 'cuda'")
     if result["status"] not in (SUCCESS, "aborted"):
         reasons.append(f"{RESULT}: status {result['status']!r} is neither 'success' nor 'aborted'")
+    if result["division"] not in rules.DIVISIONS:
+        reasons.append(f"{RESULT}: division {result['division']!r} is not one of {', '.join(rules.DIVISIONS)}")
     return reasons
 
 
@@ -291,13 +365,22 @@ def check_consistency(run: Run) -> list[str]:
     """The files of a run tell one story: monotonic log times, result.json equal to what the log says."""
     if not run.events:
         return [f"{RUN_LOG}: no MLLOG events (empty, or not a run log)"]
-    return [*_check_times(run.events), *_check_start_stop(run), *_check_evals(run), *_check_header(run)]
+    return [*_check_times(run.events), *_check_start_stop(run), *_check_evals(run), *_check_epochs(run),
+            *_check_header(run), *_check_hyperparameters(run), *_check_digests(run)]
 
 
 def check_run(run: Run) -> list[str]:
-    """Every per-run check: benchmark, config, target, internal consistency, compliance of the log."""
+    """Every per-run check: benchmark, config digests, target, internal consistency, compliance of the log.
+    Deviations are not among them (run_deviations)."""
     reasons = check_benchmark(run)
     if run.benchmark in rules.BENCHMARKS:
-        canonical = load_config(rules.BENCHMARKS[run.benchmark].config)
-        reasons += check_config(run, canonical) + check_target(run, canonical)
+        reasons += check_config(run) + check_target(run, load_config(rules.BENCHMARKS[run.benchmark].config))
     return reasons + check_consistency(run) + compliance.check_log(run.path / RUN_LOG)
+
+
+def run_deviations(run: Run) -> list[str]:
+    """What only the open division allows, seen in the run alone: fixed config keys that differ from the
+    benchmark's canonical config."""
+    if run.benchmark not in rules.BENCHMARKS:
+        return []
+    return config_deviations(run, load_config(rules.BENCHMARKS[run.benchmark].config))
