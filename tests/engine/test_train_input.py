@@ -9,7 +9,7 @@ import torch
 
 from vmb.config import load_config
 from vmb.data.loader import num_workers_here
-from vmb.engine import train
+from vmb.engine import meters, train
 from vmb.engine.distributed import Context
 
 
@@ -26,9 +26,9 @@ class SlowLoader:
 
 
 def test_only_the_wait_for_a_batch_is_counted():
-    epoch, window = train.DataWait(), train.DataWait()
+    epoch, window = meters.DataWait(), meters.DataWait()
     seen = []
-    for batch in train.timed_batches(SlowLoader([1, 2, 3], delay=0.05), (epoch, window)):
+    for batch in meters.timed_batches(SlowLoader([1, 2, 3], delay=0.05), (epoch, window)):
         seen.append(batch)
         time.sleep(0.1)  # the step itself: not waiting for data
     assert seen == [1, 2, 3]
@@ -38,7 +38,7 @@ def test_only_the_wait_for_a_batch_is_counted():
 
 
 def test_excluded_time_leaves_the_loop_time():
-    clock = train.DataWait()
+    clock = meters.DataWait()
     time.sleep(0.1)
     clock.excluded_s = 0.1
     assert 0.0 <= clock.loop_s() < 0.1
@@ -47,14 +47,14 @@ def test_excluded_time_leaves_the_loop_time():
 
 
 def test_warm_up_windows_never_warn():
-    watch = train.StallWatch(warmup_steps=3)
+    watch = meters.StallWatch(warmup_steps=3)
     assert not watch.input_bound(first_step=1, wait_s=9.0, loop_s=10.0)  # workers starting: ignored
     assert not watch.input_bound(first_step=3, wait_s=9.0, loop_s=10.0)
     assert (watch.wait_s, watch.loop_s) == (0.0, 0.0)
 
 
 def test_warns_once_when_the_steady_wait_exceeds_a_tenth():
-    watch = train.StallWatch(warmup_steps=1)
+    watch = meters.StallWatch(warmup_steps=1)
     assert not watch.input_bound(first_step=2, wait_s=1.0, loop_s=10.0)  # exactly 10 %: not above
     assert not watch.input_bound(first_step=12, wait_s=0.0, loop_s=10.0)  # 5 % so far
     assert watch.input_bound(first_step=22, wait_s=5.0, loop_s=10.0)  # 20 % so far
@@ -63,7 +63,7 @@ def test_warns_once_when_the_steady_wait_exceeds_a_tenth():
 
 
 def test_warning_names_the_keys_to_change():
-    message = train.input_bound_message(0.37, 3, 4, "pyav")
+    message = meters.input_bound_message(0.37, 3, 4, "pyav")
     assert message.startswith("warning: input-bound") and "\n" not in message
     for needle in ("37%", "DATA_LOADER.NUM_WORKERS (now 3, with 4 core(s) per training process)",
                    "DATA.DECODING_BACKEND (now pyav)", "prepared data", "docs/DATA.md"):

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,147 +30,32 @@ from vmb.record import rules
 from vmb.record.fingerprint import dataset_fingerprint
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance
-from vmb.record.runlog import (CHECKPOINT, CONFIG, CONFIG_DIGEST, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog,
-                               SOURCE_DIGEST, drop_cut_line, effective_evals, find, read_events)
+from vmb.record.runlog import (CHECKPOINT, CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog,
+                               effective_evals, now_ms, read_events)
 from vmb.record.system import describe_system
 from vmb.config import config_digest
-from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node, usable_cores
+from vmb.data.loader import ValLoader, build_loaders, num_workers_here
 from vmb.data.preflight import check_dataset
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from vmb.data.augment import apply_clip_augment
 from vmb.data.transforms import normalize
 from vmb.engine import distributed
-from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from vmb.engine.meters import DataWait, StallWatch, Window, timed_batches
 from vmb.engine.evaluate import evaluate
 from vmb.engine.mixup import build_mixup
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
+from vmb.engine.resume import Interrupted, check_same_run, checkpoint_state, prepare_output_dir
 from vmb.errors import DataError, VMBError
 from vmb.models.build import build_model
 
 NUM_WORKERS = "vmb_num_workers"  # our own run-log key: DATA_LOADER.NUM_WORKERS as resolved on this machine
-# Above this share of the loop's time spent waiting for data the run is input-bound: the devices idle for a
-# tenth of training or more, four times MLPerf's run-to-run spread (+-2.5 %) and far above timer noise, so
-# the input should be fixed before the result says anything about the accelerators.
-DATA_WAIT_WARN = 0.10
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-class DataWait:
-    """Host seconds the training loop spent blocked on its next batch (`wait_s`), and its wall seconds less
-    `excluded_s` (evaluations), since the last `restart()`."""
-
-    def __init__(self) -> None:
-        self.restart()
-
-    def restart(self) -> None:
-        self.start, self.wait_s, self.excluded_s = time.perf_counter(), 0.0, 0.0
-
-    def loop_s(self) -> float:
-        return time.perf_counter() - self.start - self.excluded_s
-
-
-def timed_batches(loader: Iterable, clocks: tuple[DataWait, ...]) -> Iterator:
-    """The loader's batches; the time spent waiting for each is added to every clock in `clocks`.
-
-    Host time (time.perf_counter) only, no device sync. On CUDA this is still the stall: the loop queues a
-    step's kernels and copies asynchronously and comes straight back for the next batch, so it blocks here
-    only while the loader has no batch ready. As the devices' idle time for want of data it is high by at
-    most the work still queued on the device when the wait begins (under one step), never low.
-    """
-    batches = iter(loader)
-    while True:
-        start = time.perf_counter()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        waited = time.perf_counter() - start
-        for clock in clocks:
-            clock.wait_s += waited
-        yield batch
-
-
-class StallWatch:
-    """Decides, once per process, that the run is input-bound: the logging windows that begin after the
-    warm-up waited for data more than DATA_WAIT_WARN of their time, all together.
-
-    The warm-up is the first `warmup_steps` steps of the first epoch this process runs: the workers start
-    then, and each one's first batch costs a whole batch of decoding however fast the loader is afterwards.
-    """
-
-    def __init__(self, warmup_steps: int) -> None:
-        self.warmup_steps, self.wait_s, self.loop_s, self.warned = warmup_steps, 0.0, 0.0, False
-
-    def input_bound(self, first_step: int, wait_s: float, loop_s: float) -> bool:
-        """Add a window that began at this process's step `first_step` (1-based); True the first time only."""
-        if first_step <= self.warmup_steps:
-            return False
-        self.wait_s, self.loop_s = self.wait_s + wait_s, self.loop_s + loop_s
-        if self.warned or self.wait_s <= DATA_WAIT_WARN * self.loop_s:
-            return False
-        self.warned = True
-        return True
-
-
-def input_bound_message(fraction: float, workers: int, cores: int, backend: str) -> str:
-    """The one warning an input-bound run gets: what was measured and which keys to change (`cores`: usable
-    cores per training process, so that the reader sees whether more workers can help)."""
-    return (f"warning: input-bound: the training loop waited for data {fraction:.0%} of the time after warm-up "
-            f"(above {DATA_WAIT_WARN:.0%}), so the devices idled; raise DATA_LOADER.NUM_WORKERS (now {workers}, "
-            f"with {cores} core(s) per training process), try another DATA.DECODING_BACKEND (now {backend}) or "
-            "use prepared data (tools/prepare_kinetics20.py); see docs/DATA.md")
-
-
-@dataclass(frozen=True)
-class Interrupted:
-    """What an interrupted run left in OUTPUT_DIR: its run_start time, and whether its log ended in a line
-    cut short (a kill while it was written; the cut part is removed before the log is appended to)."""
-
-    run_start_ms: int
-    cut_line: bool
-    digests: dict  # the logged vmb_config_digest and vmb_source_digest: a resume must run the same of both
-
-
-def prepare_output_dir(out_dir: Path, auto_resume: bool) -> Interrupted | None:
-    """Create OUTPUT_DIR and return what an interrupted run left there (None for a new run).
-
-    Refuses a folder that holds a finished run, or an interrupted one when TRAIN.AUTO_RESUME is off; sets
-    aside the log of a run that died before run_start (nothing timed happened, so the run starts over).
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise VMBError(f"OUTPUT_DIR {out_dir} is not writable ({exc.strerror}); choose another OUTPUT_DIR") from None
-    if (out_dir / RESULT).exists():
-        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
-    log_path = out_dir / RUN_LOG
-    if not log_path.exists():
-        return None
-    cut_line = drop_cut_line(log_path)
-    events = read_events(log_path)
-    if find(events, C.RUN_STOP):
-        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
-    starts = find(events, C.RUN_START)
-    if not starts:
-        os.replace(log_path, out_dir / f"run_log.before_run_start.{_now_ms()}.txt")
-        return None
-    if not auto_resume:
-        raise VMBError(f"OUTPUT_DIR {out_dir} holds an interrupted run; set TRAIN.AUTO_RESUME True to resume it "
-                       "(its clock keeps running) or choose a new OUTPUT_DIR")
-    digests = {key: [e.value for e in find(events, key)] for key in (CONFIG_DIGEST, SOURCE_DIGEST)}
-    return Interrupted(starts[0].time_ms, cut_line, digests)
 
 
 def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
@@ -192,42 +76,6 @@ def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
         raise error
     if failed:
         raise DataError(f"the data pre-flight failed on {failed} machine(s); see their error")
-
-
-def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -> None:
-    """A resume runs the config and the code the run started with (the header logged them), else one line."""
-    if interrupted.digests[CONFIG_DIGEST] != [config_digest(cfg)]:
-        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of another config (its {RUN_LOG} "
-                       "logged another vmb_config_digest); resume with the same command and KEY VALUE overrides, "
-                       "or choose a new OUTPUT_DIR")
-    if interrupted.digests[SOURCE_DIGEST] != [source_digest]:
-        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of other code (its {RUN_LOG} logged "
-                       f"another vmb_source_digest than this vmb's {source_digest[:19]}...); resume with the code it "
-                       "started with, or choose a new OUTPUT_DIR")
-
-
-def _checkpoint_state(path: Path, interrupted: Interrupted | None, identity: dict) -> dict | None:
-    """The checkpoint to resume from (None to start at epoch 0), checked against the run it must belong to.
-
-    A checkpoint is used only with the run log holding its run_start, and only by the same recipe
-    (`identity`: fixed config digest, precision), else one line saying what to do.
-    """
-    state = load_checkpoint(path)
-    if state is None:
-        return None
-    if interrupted is None:
-        raise VMBError(f"{path} has no run log with its run_start ({RUN_LOG} is missing or its run never "
-                       "started); delete the checkpoint or choose a new OUTPUT_DIR")
-    if state.get("run_start_ms") != interrupted.run_start_ms:
-        raise VMBError(f"{path} belongs to a run that started at {state.get('run_start_ms')} ms, but {RUN_LOG}'s "
-                       f"run_start is {interrupted.run_start_ms} ms; delete the checkpoint or choose a new OUTPUT_DIR")
-    if state.get("fixed_config_digest") != identity["fixed_config_digest"]:
-        raise VMBError(f"{path} was written by a different config; use a new OUTPUT_DIR or delete the checkpoint")
-    if state.get("precision", "unknown") != identity["precision"]:
-        raise VMBError(f"{path} was written in precision {state.get('precision', 'unknown')}, this run is "
-                       f"{identity['precision']}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
-                       "or use a new OUTPUT_DIR")
-    return state
 
 
 T = TypeVar("T")
@@ -310,7 +158,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext(),
         train_loader, val_loader, run_start_ms=0, start_epoch=0, identity=identity)
 
-    state = _on_main(ctx, lambda: _checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, identity))
+    state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, identity))
     if state is not None:
         model.load_state_dict(state["model"])
         training.optimizer.load_state_dict(state["optimizer"])
@@ -319,7 +167,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         training.data_wait = state["data_wait"]
     if interrupted is None:
         runlog.end(C.INIT_STOP)
-        training.run_start_ms = _now_ms()
+        training.run_start_ms = now_ms()
         runlog.start(C.RUN_START, time_ms=training.run_start_ms)
     else:
         # Supersedes every evaluation logged after this epoch (rules: runlog.effective_evals).
@@ -410,7 +258,9 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
             bar.update()
             done = step + 1
             if done % cfg.LOG_PERIOD == 0 or done % eval_every == 0:
-                window.report(done, t.optimizer, bar, writer, progress, cfg, workers)  # syncs once per window
+                seconds, clips_trained = window.report(done, t.optimizer, bar, writer, cfg, workers)  # 1 sync/window
+                progress.train_seconds += seconds
+                progress.train_clips += clips_trained
             if done % eval_every == 0 or done == total_steps:
                 eval_began = time.perf_counter()
                 progress.epoch = done / iters_per_epoch
@@ -435,47 +285,12 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
     return progress
 
 
-class Window:
-    """One logging window of the training loop: the summed loss (on the device) and its clock."""
-
-    def __init__(self, device: torch.device, batch_size: int, stall: StallWatch, main: bool) -> None:
-        self.loss_sum, self.batch_size, self.stall, self.main = torch.zeros((), device=device), batch_size, stall, main
-        self.clock, self.steps, self.first_step, self.steps_run = DataWait(), 0, 1, 0
-
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss_sum += loss
-        self.steps += 1
-        self.steps_run += 1
-
-    def report(self, done: int, optimizer, bar, writer, progress: Progress, cfg: CfgNode, workers: int) -> None:
-        """Show and record the window's loss, speed and data wait; warn once if input-bound; start a new window."""
-        loss = self.loss_sum.item() / self.steps  # the one host sync, once per window
-        seconds = self.clock.loop_s()
-        clips_per_s = self.steps * self.batch_size / seconds
-        wait_fraction = self.clock.wait_s / seconds
-        progress.train_seconds += seconds
-        progress.train_clips += self.steps * self.batch_size
-        bar.set_postfix(loss=f"{loss:.3f}", clips_s=f"{clips_per_s:.1f}", data_wait=f"{wait_fraction:.0%}")
-        if writer:
-            writer.add_scalar("train/loss", loss, done)
-            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], done)
-            writer.add_scalar("train/clips_per_s", clips_per_s, done)
-            writer.add_scalar("train/data_wait_fraction", wait_fraction, done)
-        if self.stall.input_bound(self.first_step, self.clock.wait_s, seconds) and self.main:
-            cores = usable_cores() // processes_per_node()
-            bar.write(input_bound_message(self.stall.wait_s / self.stall.loop_s, workers, cores,
-                                          cfg.DATA.DECODING_BACKEND), file=sys.stderr)
-        self.loss_sum.zero_()
-        self.clock.restart()
-        self.steps, self.first_step = 0, self.steps_run + 1
-
-
 def _evaluate(cfg: CfgNode, t: Training, ctx: distributed.Context, runlog: RunLog, epoch: float, done: int,
               bar, writer) -> bool:
     """One timed evaluation, logged with its counts; True when it reached the target."""
     runlog.start(C.EVAL_START, epoch_num=epoch)
     correct, total = evaluate(t.model, t.val_loader, ctx.device, cfg.DATA.MEAN, cfg.DATA.STD, t.autocast)
-    top1, eval_ms = 100.0 * correct / total, _now_ms()
+    top1, eval_ms = 100.0 * correct / total, now_ms()
     runlog.event(C.EVAL_ACCURACY, top1, time_ms=eval_ms, epoch_num=epoch, correct=correct,
                  total=total)  # the counts let the scorer recompute top-1
     runlog.end(C.EVAL_STOP, time_ms=eval_ms, epoch_num=epoch)
@@ -504,7 +319,7 @@ def _end_epoch(epoch: int, failures: int, clock: DataWait, t: Training, ctx: dis
 def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progress, runlog: RunLog, out_dir: Path,
            workers: int) -> dict | None:
     """Log run_stop (the clock stops), then, on rank 0, write result.json from the run log's evaluations."""
-    run_stop_ms = _now_ms()
+    run_stop_ms = now_ms()
     runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
     if not ctx.is_main:
         return None

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,11 @@ class RunLog:
             for handler in self._logger.logger.handlers:
                 handler.close()
             self._logger.logger.handlers = []
+
+
+def now_ms() -> int:
+    """The run log's clock: wall-clock milliseconds since the epoch (run_start and run_stop are read from it)."""
+    return int(time.time() * 1000)
 
 
 class LogFormatError(VMBError):

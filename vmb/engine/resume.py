@@ -1,0 +1,100 @@
+"""Resuming an interrupted run: what it left in OUTPUT_DIR, and which checkpoint may continue it.
+
+The rules (GETTING_STARTED.md, Resume): the run log is the one source of truth and its clock never stops; a
+checkpoint is used only with the run log holding its run_start, by the same config and code (the header's
+vmb_config_digest and vmb_source_digest) and the same precision; anything else is one line saying what to do.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fvcore.common.config import CfgNode
+from mlperf_logging.mllog import constants as C
+
+from vmb.config import config_digest
+from vmb.errors import VMBError
+from vmb.engine.checkpoint import load_checkpoint
+from vmb.record.runlog import CONFIG_DIGEST, RESULT, RUN_LOG, SOURCE_DIGEST, drop_cut_line, find, now_ms, read_events
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """What an interrupted run left in OUTPUT_DIR: its run_start time, and whether its log ended in a line
+    cut short (a kill while it was written; the cut part is removed before the log is appended to)."""
+
+    run_start_ms: int
+    cut_line: bool
+    digests: dict  # the logged vmb_config_digest and vmb_source_digest: a resume must run the same of both
+
+
+def prepare_output_dir(out_dir: Path, auto_resume: bool) -> Interrupted | None:
+    """Create OUTPUT_DIR and return what an interrupted run left there (None for a new run).
+
+    Refuses a folder that holds a finished run, or an interrupted one when TRAIN.AUTO_RESUME is off; sets
+    aside the log of a run that died before run_start (nothing timed happened, so the run starts over).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise VMBError(f"OUTPUT_DIR {out_dir} is not writable ({exc.strerror}); choose another OUTPUT_DIR") from None
+    if (out_dir / RESULT).exists():
+        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
+    log_path = out_dir / RUN_LOG
+    if not log_path.exists():
+        return None
+    cut_line = drop_cut_line(log_path)
+    events = read_events(log_path)
+    if find(events, C.RUN_STOP):
+        raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")
+    starts = find(events, C.RUN_START)
+    if not starts:
+        os.replace(log_path, out_dir / f"run_log.before_run_start.{now_ms()}.txt")
+        return None
+    if not auto_resume:
+        raise VMBError(f"OUTPUT_DIR {out_dir} holds an interrupted run; set TRAIN.AUTO_RESUME True to resume it "
+                       "(its clock keeps running) or choose a new OUTPUT_DIR")
+    digests = {key: [e.value for e in find(events, key)] for key in (CONFIG_DIGEST, SOURCE_DIGEST)}
+    return Interrupted(starts[0].time_ms, cut_line, digests)
+
+
+
+
+def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -> None:
+    """A resume runs the config and the code the run started with (the header logged them), else one line."""
+    if interrupted.digests[CONFIG_DIGEST] != [config_digest(cfg)]:
+        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of another config (its {RUN_LOG} "
+                       "logged another vmb_config_digest); resume with the same command and KEY VALUE overrides, "
+                       "or choose a new OUTPUT_DIR")
+    if interrupted.digests[SOURCE_DIGEST] != [source_digest]:
+        raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of other code (its {RUN_LOG} logged "
+                       f"another vmb_source_digest than this vmb's {source_digest[:19]}...); resume with the code it "
+                       "started with, or choose a new OUTPUT_DIR")
+
+
+def checkpoint_state(path: Path, interrupted: Interrupted | None, identity: dict) -> dict | None:
+    """The checkpoint to resume from (None to start at epoch 0), checked against the run it must belong to.
+
+    A checkpoint is used only with the run log holding its run_start, and only by the same recipe
+    (`identity`: fixed config digest, precision), else one line saying what to do.
+    """
+    state = load_checkpoint(path)
+    if state is None:
+        return None
+    if interrupted is None:
+        raise VMBError(f"{path} has no run log with its run_start ({RUN_LOG} is missing or its run never "
+                       "started); delete the checkpoint or choose a new OUTPUT_DIR")
+    if state.get("run_start_ms") != interrupted.run_start_ms:
+        raise VMBError(f"{path} belongs to a run that started at {state.get('run_start_ms')} ms, but {RUN_LOG}'s "
+                       f"run_start is {interrupted.run_start_ms} ms; delete the checkpoint or choose a new OUTPUT_DIR")
+    if state.get("fixed_config_digest") != identity["fixed_config_digest"]:
+        raise VMBError(f"{path} was written by a different config; use a new OUTPUT_DIR or delete the checkpoint")
+    if state.get("precision", "unknown") != identity["precision"]:
+        raise VMBError(f"{path} was written in precision {state.get('precision', 'unknown')}, this run is "
+                       f"{identity['precision']}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
+                       "or use a new OUTPUT_DIR")
+    return state
