@@ -39,7 +39,7 @@ _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: end-to-end tests that train a model (tens of seconds)")
-    config.addinivalue_line("markers", "cuda: needs an NVIDIA GPU (GPU decoding backends); skipped without one")
+    config.addinivalue_line("markers", "cuda: needs an NVIDIA GPU (decoding, training, evaluation); skipped if none")
 
 
 def tiny_video_frames(label: int, rng: np.random.Generator) -> np.ndarray:

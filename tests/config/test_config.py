@@ -110,6 +110,8 @@ def test_bad_choice_names_key_and_choices():
     (["DATA.TRAIN_JITTER_SCALES", "[40, 32]"], "DATA.TRAIN_JITTER_SCALES"),
     (["DATA.TRAIN_JITTER_SCALES", "[200, 256]"], "DATA.TRAIN_CROP_SIZE"),  # a crop larger than the scaled frame
     (["TRAIN.EVAL_PERIOD", "0"], "TRAIN.EVAL_PERIOD"),
+    (["SOLVER.COSINE_AFTER_WARMUP", "True", "SOLVER.WARMUP_EPOCHS", "3", "SOLVER.MAX_EPOCH", "3"],
+     "SOLVER.WARMUP_EPOCHS"),  # a cosine over zero epochs: 0/0
 ])
 def test_impossible_values_rejected(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -149,6 +149,9 @@ def validate(cfg: CfgNode) -> None:
     if cfg.DATA.FINGERPRINT and not re.fullmatch(r"sha256:[0-9a-f]{64}", cfg.DATA.FINGERPRINT):
         raise ConfigError(f"DATA.FINGERPRINT must be empty or a manifest fingerprint 'sha256:<64 hex digits>'; "
                           f"got {cfg.DATA.FINGERPRINT!r}")
+    if cfg.SOLVER.COSINE_AFTER_WARMUP and cfg.SOLVER.WARMUP_EPOCHS == cfg.SOLVER.MAX_EPOCH:
+        raise ConfigError(f"SOLVER.WARMUP_EPOCHS equals SOLVER.MAX_EPOCH ({cfg.SOLVER.MAX_EPOCH}) with "
+                          "SOLVER.COSINE_AFTER_WARMUP: the cosine decay would last zero epochs; change one of them")
     if not 0 < cfg.TRAIN.EVAL_PERIOD:
         raise ConfigError(f"TRAIN.EVAL_PERIOD must be positive (epochs); got {cfg.TRAIN.EVAL_PERIOD}")
     if not 0.0 <= cfg.BENCHMARK.TARGET_TOP1 <= 100.0:

@@ -117,6 +117,32 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def sync_bn_buffers(model: torch.nn.Module) -> None:
+    """Average every BatchNorm's running_mean and running_var over all processes, in one all-reduce (a
+    no-op with one process); call it on every process before evaluating or checkpointing.
+
+    DDP averages gradients, not BatchNorm statistics: each process updates its buffers with its own
+    sub-batch (from rank 0's copy before each forward unless DDP has `forward_sync_buffers=False`), so
+    without this each process evaluates a different model and top-1 depends on the process count. The EMA
+    is linear and the sub-batches are equal, so with `forward_sync_buffers=False` the average running_mean
+    is exactly the EMA of the global batch's means; the average running_var is the EMA of the sub-batches'
+    variances, which leaves out the spread of the sub-batch means around the global mean.
+    num_batches_tracked is equal on every process already.
+    """
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    buffers = [buffer for module in model.modules()
+               if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+               for buffer in (module.running_mean, module.running_var)]
+    if not buffers:
+        return
+    flat = torch.cat([buffer.reshape(-1) for buffer in buffers])  # (sum of the buffers' sizes,)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= dist.get_world_size()
+    for buffer, average in zip(buffers, flat.split([buffer.numel() for buffer in buffers])):
+        buffer.copy_(average.view_as(buffer))
+
+
 def broadcast_object(obj, src: int = 0):
     """`obj` from rank `src`, on every process."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):

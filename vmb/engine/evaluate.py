@@ -16,9 +16,12 @@ def evaluate(model: torch.nn.Module, loader: ValLoader, device: torch.device, me
              std: Sequence[float], autocast: AbstractContextManager) -> tuple[int, int]:
     """(correct, total) over the whole validation set, summed over all processes.
 
-    Every process sees a disjoint, unpadded shard, so each video is counted exactly once; a mismatch with
-    the dataset size is an error, never a silently different denominator.
+    Every process first replaces its BatchNorm running statistics by their average over the processes
+    (`distributed.sync_bn_buffers`), so that all evaluate one model and the result does not depend on how
+    the set is split. Every process sees a disjoint, unpadded shard, so each video is counted exactly once;
+    a mismatch with the dataset size is an error, never a silently different denominator.
     """
+    distributed.sync_bn_buffers(model)
     model.eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)
     with torch.inference_mode(), autocast:

@@ -44,6 +44,7 @@ from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vmb.engine.meters import DataWait, StallWatch, Window, timed_batches
 from vmb.engine.evaluate import evaluate
 from vmb.engine.mixup import build_mixup
+from vmb.engine.numerics import NUMERICS, set_numerics
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
 from vmb.engine.resume import Interrupted, check_same_run, checkpoint_state, prepare_output_dir
 from vmb.errors import DataError, VMBError
@@ -119,6 +120,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
     """Untimed: header, system description, data pre-flight, model, optimizer, checkpoint, loaders; ends by
     logging run_start (a new run) or vmb_resume (an interrupted one, whose clock never stopped)."""
     device, main = ctx.device, ctx.is_main
+    numerics = set_numerics(device)  # process-wide flags: set on every start, logged once
     provenance = code_provenance()
     if interrupted is None:
         runlog.start(C.INIT_START)
@@ -143,12 +145,16 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         model = model.to(memory_format=torch.channels_last_3d)
     train_model = model
     if ctx.world_size > 1:
+        # forward_sync_buffers=False: each process keeps the BatchNorm statistics of its own sub-batches, which
+        # evaluate() and the checkpoint average (distributed.sync_bn_buffers), rather than copying rank 0's.
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
     identity = {"fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS),
                 "precision": f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"}
+    if interrupted is None:
+        runlog.event(NUMERICS, identity["precision"], **numerics)
     # The loaders read the split CSVs, but no video is decoded before run_start: workers start on first use.
     train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda",
                                              workers=workers)
@@ -191,11 +197,9 @@ def _reduce_epoch(failures: int, wait_s: float, ctx: distributed.Context) -> tup
     return int(values[0]), max(values[1:])
 
 
-def _train_step(model, clips, labels, optimizer, scaler, mixup, autocast, clip_norm: float):
+def _train_step(model, clips, labels, optimizer, scaler, autocast, clip_norm: float):
     """One optimisation step; returns the loss as a device tensor. No host sync, except that a GradScaler in
     use (fp16 AMP only) reads its inf/NaN check on the host in `scaler.step`: a sync per step, by design."""
-    if mixup is not None:
-        clips, labels = mixup(clips, labels)
     with autocast:
         loss = F.cross_entropy(model(clips), labels)
     optimizer.zero_grad(set_to_none=True)
@@ -236,8 +240,8 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
     epoch_clock = DataWait()
     for epoch in range(t.start_epoch, cfg.SOLVER.MAX_EPOCH):
         runlog.start(C.EPOCH_START, epoch_num=epoch + 1)
-        # Dropout, drop path and MixUp draw from torch's generator: reseeded per epoch so that a resumed
-        # run continues exactly as an uninterrupted one (the data order is seeded by the sampler).
+        # Dropout and drop path draw from torch's generator: reseeded per epoch so that a resumed run continues
+        # exactly as an uninterrupted one (the data order is seeded by the sampler, MixUp by the step).
         torch.manual_seed((cfg.RNG_SEED * 1000 + epoch) * 1000 + ctx.rank)
         t.train_loader.sampler.set_epoch(epoch)
         t.train_model.train()
@@ -247,12 +251,15 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
             step = epoch * iters_per_epoch + i
             set_lr(t.optimizer, schedule(step / iters_per_epoch))
             # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device (their
-            # parameters stay on the host: no sync); normalize's constants live on the device already.
+            # parameters stay on the host; torchvision's affine and sharpness kernels still sync on CUDA: see
+            # apply_clip_augment); normalize's constants live on the device already.
             clips = normalize(apply_clip_augment(clips.to(device, non_blocking=True), augment), mean, std)
             if device.type == "cuda":
                 clips = clips.contiguous(memory_format=torch.channels_last_3d)
             labels = labels.to(device, non_blocking=True)
-            window.add(_train_step(t.train_model, clips, labels, t.optimizer, t.scaler, mixup, t.autocast,
+            if mixup is not None:  # the same MixUp/CutMix draw on every process for a step (engine/mixup.py)
+                clips, labels = mixup(clips, labels, step)
+            window.add(_train_step(t.train_model, clips, labels, t.optimizer, t.scaler, t.autocast,
                                    cfg.SOLVER.CLIP_GRAD_L2NORM))
             epoch_failures += int(failed.sum())  # a CPU tensor from the loader: no device sync
             bar.update()
@@ -273,12 +280,14 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
         _end_epoch(epoch, epoch_failures, epoch_clock, t, ctx, runlog, writer)
         if progress.status == C.SUCCESS:
             break
-        if main and (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
-            save_checkpoint(out_dir / CHECKPOINT_NAME, {
-                "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
-                "epoch": epoch + 1, "decode_failures": t.decode_failures, "data_wait": t.data_wait,
-                "run_start_ms": t.run_start_ms, **t.identity})
-            runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
+        if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
+            distributed.sync_bn_buffers(t.model)  # every process: the state saved is the one all of them hold
+            if main:
+                save_checkpoint(out_dir / CHECKPOINT_NAME, {
+                    "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                    "scaler": t.scaler.state_dict(), "epoch": epoch + 1, "decode_failures": t.decode_failures,
+                    "data_wait": t.data_wait, "run_start_ms": t.run_start_ms, **t.identity})
+                runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
     bar.close()
     if writer:
         writer.close()

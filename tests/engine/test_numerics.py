@@ -1,0 +1,50 @@
+"""The numerics policy: what set_numerics sets on CUDA, leaves alone on the CPU, and reports."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vmb.engine.numerics import NUMERICS, set_numerics
+from vmb.record.runlog import RunLog, find, read_events
+
+KEYS = {"cudnn_benchmark", "cudnn_deterministic", "tf32_matmul", "tf32_conv"}
+
+
+@pytest.fixture
+def restore_flags():
+    """The global flags as they were before the test (the flags are process-wide; no GPU is touched)."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    yield
+    (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+     torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) = saved
+
+
+def test_cuda_policy(restore_flags):
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    numerics = set_numerics(torch.device("cuda", 0))  # sets flags only: runs without a GPU
+    assert numerics == {"cudnn_benchmark": True, "cudnn_deterministic": False, "tf32_matmul": True,
+                        "tf32_conv": True}
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert torch.backends.cuda.matmul.fp32_precision == torch.backends.cudnn.conv.fp32_precision == "tf32"
+
+
+def test_cpu_sets_nothing_and_reports_the_same_keys(restore_flags):
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
+              torch.backends.cudnn.conv.fp32_precision)
+    numerics = set_numerics(torch.device("cpu"))
+    assert numerics == dict.fromkeys(KEYS, False)  # no cuDNN, no TF32 on the CPU
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
+            torch.backends.cudnn.conv.fp32_precision) == before
+
+
+def test_one_run_log_event(restore_flags, tmp_path):
+    """The proposed log line: key vmb_numerics, the precision as value, the policy as metadata."""
+    runlog = RunLog(tmp_path / "run_log.txt", enabled=True)
+    runlog.event(NUMERICS, "amp_bfloat16", **set_numerics(torch.device("cuda", 0)))
+    runlog.close()
+    (event,) = find(read_events(tmp_path / "run_log.txt"), NUMERICS)
+    assert event.value == "amp_bfloat16"
+    assert {key: event.metadata[key] for key in KEYS} == dict.fromkeys(KEYS, True) | {"cudnn_deterministic": False}

@@ -1,0 +1,30 @@
+"""The numerics policy of a training process, set in one place and logged with the run.
+
+On CUDA: cuDNN autotuning on (`cudnn.benchmark`: the clip shapes are fixed, so each convolution is tuned
+once), non-deterministic kernels allowed, and TF32 for fp32 matmuls and cuDNN convolutions, as MLPerf
+Training permits. TF32 is set through torch's `fp32_precision` API; mixing it with the legacy one
+(`allow_tf32`, `torch.set_float32_matmul_precision`) makes torch refuse to read either, so nothing in vmb
+uses the legacy one. On the CPU nothing is set: fp32 stays IEEE and cuDNN is not used.
+"""
+from __future__ import annotations
+
+import torch
+
+NUMERICS = "vmb_numerics"  # our own run-log key: the dict `set_numerics` returns, as metadata
+
+
+def set_numerics(device: torch.device) -> dict[str, bool]:
+    """Apply the policy for `device`; return what is in effect on it, one flat entry per setting (the same
+    keys on every device, so that every run log has them)."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    return {
+        "cudnn_benchmark": cuda and torch.backends.cudnn.benchmark,
+        "cudnn_deterministic": cuda and torch.backends.cudnn.deterministic,
+        "tf32_matmul": cuda and torch.backends.cuda.matmul.fp32_precision == "tf32",
+        "tf32_conv": cuda and torch.backends.cudnn.conv.fp32_precision == "tf32",
+    }
