@@ -20,7 +20,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vmb
-from vmb.record.runlog import RESUME, read_events
+from vmb.record.runlog import RESUME, effective_evals, read_events
 from vmb.config import config_digest, load_config
 from vmb.data.kinetics import KineticsDataset
 from vmb.engine import train
@@ -477,6 +477,34 @@ def test_two_processes_match_one(tiny_videos_dir, tmp_path, smoke_config, tiny_t
         assert len(counts) == 2, f"{n} process(es) printed {len(counts)} evaluation lines for 2 evaluations:\n{stdout}"
     for n in (1, 2):
         assert all(is_count_over(v, VAL_SIZE) for v in top1[n])
+
+
+def test_two_processes_resume_from_rank_0s_checkpoint(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args,
+                                                      child_env):
+    """Two processes, rank 0 killed right after its first checkpoint (torchrun then stops rank 1): the rerun
+    resumes both from the checkpoint rank 0 reads and broadcasts, and evaluates exactly as an uninterrupted
+    two-process run."""
+    extra = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "2", "TRAIN.EVAL_PERIOD", "0.5")
+
+    def torchrun(out, kill_after=None):
+        argv = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port()), str(RUN_NET), "--cfg", str(smoke_config),
+                *tiny_train_args(tiny_videos_dir, out, *extra)]
+        env = {**child_env, **({"VMB_KILL_AFTER": kill_after} if kill_after else {})}
+        return subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=400)
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    assert torchrun(killed, "vmb_checkpoint:1").returncode != 0
+    assert not (killed / "result.json").exists()
+    for out in (killed, whole):
+        proc = torchrun(out)
+        assert proc.returncode == 1, proc.stderr[-5000:]  # target 100 %: aborted at MAX_EPOCH
+    events = events_of(killed)
+    assert [e.value for e in keys(events, RESUME)] == [1]
+    counts = {out: [(e.metadata["epoch_num"], e.metadata["correct"]) for e in effective_evals(events_of(out))]
+              for out in (killed, whole)}
+    assert counts[killed] == counts[whole] and len(counts[whole]) == 4
 
 
 def _with_output(cfg, out):
