@@ -1,4 +1,4 @@
-"""Parameters and GFLOPs per view of a config's model: python tools/model_info.py --cfg CONFIG [KEY VALUE ...]"""
+"""Parameters and GFLOPs per view: python tools/model_info.py --cfg CONFIG [KEY VALUE ...], or --zoo for the zoo."""
 import sys
 
 from vmb.cli import model_info

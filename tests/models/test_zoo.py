@@ -1,0 +1,53 @@
+"""The model zoo: every model builds through pytorchvideo with its published size, and takes its view."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vmb.errors import ConfigError
+from vmb.models.info import count_parameters
+from vmb.models.zoo import ZOO, get_zoo_model
+
+# PyTorchVideo's model zoo table (Kinetics-400 heads), in millions: the figures the zoo must reproduce.
+PUBLISHED_PARAMS_M = {
+    "x3d_xs": 3.79, "x3d_s": 3.79, "x3d_m": 3.79, "x3d_l": 6.15, "mvit_b_16x4": 36.61, "slow_r50": 32.45,
+    "slowfast_r50": 34.57, "i3d_r50": 28.04, "r2plus1d_r50": 28.11, "csn_r101": 22.21,
+}
+
+
+def test_the_zoo_holds_the_models_users_know():
+    assert set(ZOO) == set(PUBLISHED_PARAMS_M)
+    assert {name: z.published_params_m for name, z in ZOO.items()} == PUBLISHED_PARAMS_M
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS_M))
+def test_parameter_count_within_one_percent_of_the_published_figure(name):
+    model = get_zoo_model(name).build()
+    params_m = count_parameters(model) / 1e6
+    assert params_m == pytest.approx(PUBLISHED_PARAMS_M[name], rel=0.01)
+
+
+def test_head_size_follows_num_classes():
+    small, full = get_zoo_model("x3d_xs").build(20), get_zoo_model("x3d_xs").build()
+    assert count_parameters(full) - count_parameters(small) == 380 * (2048 + 1)  # X3D's head: 2048 -> classes
+
+
+def test_example_input_is_one_view():
+    clips = get_zoo_model("x3d_m").example_input(2)
+    assert clips.shape == (2, 3, 16, 224, 224)
+    slow, fast = get_zoo_model("slowfast_r50").example_input(1)
+    assert fast.shape == (1, 3, 32, 224, 224) and slow.shape == (1, 3, 8, 224, 224)
+    assert torch.equal(slow, fast[:, :, ::4])
+
+
+def test_smallest_model_runs_its_view():
+    zoo_model = get_zoo_model("x3d_xs")
+    model = zoo_model.build(num_classes=7).eval()
+    with torch.inference_mode():
+        assert model(zoo_model.example_input(1)).shape == (1, 7)
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        get_zoo_model("resnet50")
+    assert "'resnet50'" in str(info.value) and "x3d_m" in str(info.value) and "csn_r101" in str(info.value)
