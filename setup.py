@@ -28,6 +28,7 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.66",
         "PyYAML>=6.0",
+        "nvidia-ml-py>=12.535",  # NVML: GPU energy over the timed run (imported on CUDA only)
     ],
     extras_require={
         # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.

@@ -36,7 +36,7 @@ VAL_SIZE, TRAIN_SIZE = 7, 16
 RESULT_FIELDS = {"benchmark", "arch", "status", "time_to_target_s", "target_top1", "best_top1", "epochs",
                  "n_devices", "device_type", "global_batch_size", "seed", "config_digest", "dataset_fingerprint",
                  "vmb_version", "num_workers", "decoding_backend", "data_wait_fraction", "data_wait_fraction_per_epoch",
-                 "division", "source_digest", "git_commit", "git_dirty"}
+                 "division", "source_digest", "git_commit", "git_dirty", "energy_j", "energy_note"}
 UNPREPARED = r"unprepared:sha256:[0-9a-f]{64}"  # the tiny dataset has no manifest.json
 
 
@@ -159,6 +159,8 @@ def test_train_to_low_target(tiny_videos_dir, tmp_path, smoke_config, tiny_train
     assert not (out / ".result.json.tmp").exists()
     # The same dataset always has the same fingerprint.
     assert result["dataset_fingerprint"] == train.dataset_fingerprint(tiny_videos_dir, 4)
+    # No GPU, no energy counter: said so, never 0.
+    assert result["energy_j"] is None and result["energy_note"].startswith("not measured: CPU run")
 
 
 def test_mvit_recipe_augmentation_trains(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, monkeypatch):
@@ -434,6 +436,7 @@ def test_log_line_cut_by_the_kill_is_dropped_on_resume(interrupted_run):
     events = check_run_log(out, result)
     assert [e.metadata["cut_line"] for e in keys(events, RESUME)] == [True]
     check_result(out, cfg, result)
+    assert result["energy_j"] is None and result["energy_note"].startswith("not measured: CPU run")
 
 
 def _free_port() -> int:

@@ -135,7 +135,11 @@ def score(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write report.md, report.html and plots")
     parser.add_argument("--make-reference", action="store_true", help="write a reference from these runs to -o")
     parser.add_argument("-o", "--output", type=Path, help="the reference file written by --make-reference")
+    parser.add_argument("--cost-per-hour", type=float, metavar="PRICE",
+                        help="price of one hour of the submission's accelerator system: adds cost to target")
     args = parser.parse_args(argv)
+    if args.cost_per_hour is not None and not args.cost_per_hour > 0:
+        parser.error("--cost-per-hour must be a positive price")
     if args.make_reference and (args.output is None or args.reference is not None):
         parser.error("--make-reference needs -o FILE and no --reference")
     # Imported after parsing, so that a usage error answers at once.
@@ -145,7 +149,7 @@ def score(argv: Sequence[str] | None = None) -> int:
 
     ref = reference.load_reference(args.reference) if args.reference else None
     run_dirs, set_reasons = package.collect_runs(args.paths)
-    assessment = assess.assess(run_dirs, ref, set_reasons)
+    assessment = assess.assess(run_dirs, ref, set_reasons, args.cost_per_hour)
     print(json.dumps(report.to_json(assessment), indent=2) if args.json else report.format_text(assessment))
     if args.report:
         written = report.write_report(assessment, args.report)

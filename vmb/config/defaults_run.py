@@ -23,6 +23,10 @@ def add_run_defaults(cfg: CfgNode) -> None:
     # Keep the decoded validation clips in memory after the first evaluation (same results, no re-decoding;
     # costs the val split's size in uint8 clips per run, e.g. ~16 MB for the smoke data).
     cfg.TEST.CACHE_CLIPS = False
+    # Multi-view testing of a checkpoint (tools/test_net.py; validation during training is always 1x1):
+    # evenly spaced clips per video, and spatial crops per clip (1: centre; 3: left/centre/right, PySlowFast).
+    cfg.TEST.NUM_ENSEMBLE_VIEWS = 1
+    cfg.TEST.NUM_SPATIAL_CROPS = 1
 
     cfg.TENSORBOARD = CfgNode()
     cfg.TENSORBOARD.ENABLE = True

@@ -137,9 +137,12 @@ def validate(cfg: CfgNode) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {flat[key]!r}")
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE",
                 "DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE", "MODEL.NUM_CLASSES", "SOLVER.MAX_EPOCH",
-                "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD"):
+                "DATA.TARGET_FPS", "TRAIN.CHECKPOINT_PERIOD", "LOG_PERIOD", "TEST.NUM_ENSEMBLE_VIEWS"):
         if flat[key] <= 0:
             raise ConfigError(f"{key} must be positive; got {flat[key]}")
+    if cfg.TEST.NUM_SPATIAL_CROPS not in (1, 3):
+        raise ConfigError(f"TEST.NUM_SPATIAL_CROPS must be 1 (centre) or 3 (left, centre, right); "
+                          f"got {cfg.TEST.NUM_SPATIAL_CROPS}")
     for key in ("NUM_GPUS", "SOLVER.WARMUP_EPOCHS", "DATA.NUM_RETRIES"):
         if flat[key] < 0:
             raise ConfigError(f"{key} must not be negative; got {flat[key]}")

@@ -13,8 +13,8 @@ import torch
 
 from vmb.data import transforms as T
 from vmb.data.augment import draw_clip_augment
-from vmb.data.sampling import clip_duration, clip_start, sample_times
-from vmb.data.video import get_decoder
+from vmb.data.sampling import clip_duration, clip_start, sample_times, view_start
+from vmb.data.video import crop_resize, full_frame, get_decoder
 from vmb.errors import DataError
 
 
@@ -81,10 +81,14 @@ class KineticsDataset(torch.utils.data.Dataset):
     which the training loop applies on the device. In training a video that fails to decode is
     replaced by a random other one (up to `num_retries` in a row) and the failures are returned with the
     sample, so the loop can count them exactly; in validation a failure raises `DataError`.
+
+    With `views` = (clips, crops) a validation sample's clip is instead a stack of clips x crops test
+    views, uint8 (V, C, T, H, W), V = clips * crops, clip-major (`_load_views`).
     """
 
     def __init__(self, data_dir: str | Path, split: str, num_classes: int, clip: ClipSpec, train: bool,
-                 seed: int = 0, num_retries: int = 10, path_prefix: str = "") -> None:
+                 seed: int = 0, num_retries: int = 10, path_prefix: str = "",
+                 views: tuple[int, int] | None = None) -> None:
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise missing_data_dir(data_dir)
@@ -95,6 +99,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         if missing:
             raise DataError(f"{csv_path}: {len(missing)} listed video(s) missing, first: {missing[0]}")
         self.clip, self.train, self.seed, self.num_retries = clip, train, seed, num_retries
+        self.views = views
         self.decode = get_decoder(clip.backend)
 
     def __len__(self) -> int:
@@ -125,6 +130,8 @@ class KineticsDataset(torch.utils.data.Dataset):
             start = clip_start(duration, clip_duration(c.num_frames, c.sampling_rate, c.target_fps), rng)
             return sample_times(start, c.num_frames, c.sampling_rate, c.target_fps)
 
+        if rng is None and self.views is not None:
+            return self._load_views(path)
         if rng is None:
             return T.to_cthw(self.decode(path, timing, T.center_crop_geometry(c.test_crop_size)))
         if c.rrc_scale:
@@ -133,6 +140,25 @@ class KineticsDataset(torch.utils.data.Dataset):
             geometry = T.jitter_crop_geometry(c.train_jitter_scales, c.train_crop_size, rng)
         clip = T.to_cthw(self.decode(path, timing, geometry))
         return T.horizontal_flip(clip, rng) if c.random_flip else clip
+
+    def _load_views(self, path: Path) -> torch.Tensor:
+        """(V, C, T, H, W) uint8: `view_start`'s evenly spaced clips, each cut into `uniform_crop_geometry`'s
+        crops. Each clip is decoded once, whole, and every crop is cut from it as the decoder would
+        (`crop_resize`), so the views of (1, 1) are exactly the validation clip (with the CPU decoders: the
+        CUDA ones resize validation clips on the GPU, within a grey level of this)."""
+        c, (num_clips, num_crops) = self.clip, self.views
+        seconds = clip_duration(c.num_frames, c.sampling_rate, c.target_fps)
+        crops = [T.uniform_crop_geometry(c.test_crop_size, i, num_crops) for i in range(num_crops)]
+        views = []
+        for k in range(num_clips):
+            def timing(duration: float, k: int = k) -> list[float]:
+                return sample_times(view_start(duration, seconds, k, num_clips), c.num_frames, c.sampling_rate,
+                                    c.target_fps)
+
+            frames = self.decode(path, timing, full_frame())  # (T, H, W, 3)
+            height, width = frames.shape[1:3]
+            views += [T.to_cthw(crop_resize(frames, *crop(width, height))) for crop in crops]
+        return torch.stack(views)
 
     def _draw_augment(self, rng: np.random.Generator | None, size: tuple[int, int]) -> torch.Tensor:
         """The clip's RandAugment / erasing parameters (applied by the training loop on the device)."""

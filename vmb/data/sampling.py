@@ -26,3 +26,13 @@ def sample_times(start: float, num_frames: int, sampling_rate: int, target_fps: 
     """The clip's `num_frames` sampling instants in seconds."""
     step = sampling_rate / target_fps
     return [start + i * step for i in range(num_frames)]
+
+
+def view_start(video_duration: float, clip_seconds: float, index: int, num_views: int) -> float:
+    """Start time of test clip `index` of `num_views`, uniformly spaced (PySlowFast's multi-view test): the
+    first at 0, the last ending at the video's end; one view is centred, as `clip_start` without a generator.
+    A video shorter than the clip starts every view at 0."""
+    slack = max(0.0, video_duration - clip_seconds)
+    if num_views == 1:
+        return slack / 2.0
+    return slack * index / (num_views - 1)

@@ -48,6 +48,21 @@ def center_crop_geometry(size: int) -> Geometry:
     return geometry
 
 
+def uniform_crop_geometry(size: int, index: int, num_crops: int) -> Geometry:
+    """Test crop `index` of `num_crops` (PySlowFast's uniform_crop): scale the short side to `size` and keep
+    the `size` x `size` window at evenly spaced places along the long side (3 crops: left, centre, right, or
+    top, centre, bottom for a portrait frame). One crop, or the middle of three, is `center_crop_geometry`."""
+
+    def geometry(width: int, height: int) -> tuple[Box, tuple[int, int]]:
+        side = min(width, height)
+        slack = max(width, height) - side
+        offset = slack // 2 if num_crops == 1 else slack * index // (num_crops - 1)
+        box = Box(offset, 0, side, side) if width >= height else Box(0, offset, side, side)
+        return box, (size, size)
+
+    return geometry
+
+
 def jitter_crop_geometry(scales: Sequence[int], size: int, rng: np.random.Generator) -> Geometry:
     """X3D training view: scale the short side to a random integer in `scales` (inclusive), keep a random
     `size` x `size` window."""

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vmb.record import rules
 from vmb.record.fingerprint import dataset_fingerprint
+from vmb.record.energy import NOT_MEASURED_NVML, NOT_MEASURED_RESUMED, GpuEnergy
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance
 from vmb.record.runlog import (CHECKPOINT, CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog,
@@ -111,6 +112,7 @@ class Training:
     run_start_ms: int
     start_epoch: int
     identity: dict  # what a checkpoint must match to be resumed: recipe digest and precision
+    energy: GpuEnergy  # this process's GPU energy counter, read at run_start and run_stop
     decode_failures: int = 0
     data_wait: list = field(default_factory=list)  # [wait s, loop s] per epoch
 
@@ -162,7 +164,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         model, train_model, build_optimizer(model, cfg),
         torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16),
         torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext(),
-        train_loader, val_loader, run_start_ms=0, start_epoch=0, identity=identity)
+        train_loader, val_loader, run_start_ms=0, start_epoch=0, identity=identity, energy=GpuEnergy(device))
 
     state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, identity))
     if state is not None:
@@ -175,9 +177,11 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         runlog.end(C.INIT_STOP)
         training.run_start_ms = now_ms()
         runlog.start(C.RUN_START, time_ms=training.run_start_ms)
+        training.energy.start()
     else:
         # Supersedes every evaluation logged after this epoch (rules: runlog.effective_evals).
         training.run_start_ms = interrupted.run_start_ms
+        training.energy.unavailable = training.energy.unavailable or NOT_MEASURED_RESUMED
         runlog.event(RESUME, value=training.start_epoch, epoch_num=training.start_epoch,
                      cut_line=interrupted.cut_line)
     runlog.event(C.TRAIN_SAMPLES, len(train_loader.dataset))
@@ -325,11 +329,25 @@ def _end_epoch(epoch: int, failures: int, clock: DataWait, t: Training, ctx: dis
     runlog.end(C.EPOCH_STOP, epoch_num=epoch + 1)
 
 
+def _gather_energy(meter: GpuEnergy, ctx: distributed.Context) -> dict | None:
+    """{"per_device": joules of each process's GPU, by rank, "total": their sum}, or None when any process
+    could not measure (one all-reduce)."""
+    joules = meter.joules() if meter.unavailable is None else None
+    values = torch.zeros(ctx.world_size, dtype=torch.float64, device=ctx.device)
+    values[ctx.rank] = float("nan") if joules is None else joules
+    per_device = distributed.all_reduce_sum(values).tolist()
+    if any(v != v for v in per_device):  # NaN: some process has no reading
+        meter.unavailable = meter.unavailable or NOT_MEASURED_NVML
+        return None
+    return {"per_device": per_device, "total": sum(per_device)}
+
+
 def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progress, runlog: RunLog, out_dir: Path,
            workers: int) -> dict | None:
     """Log run_stop (the clock stops), then, on rank 0, write result.json from the run log's evaluations."""
     run_stop_ms = now_ms()
     runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
+    energy = _gather_energy(t.energy, ctx)
     if not ctx.is_main:
         return None
     evals = effective_evals(read_events(out_dir / RUN_LOG))  # the log is the one source of truth
@@ -362,6 +380,9 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
         "dataset_fingerprint": dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
                                                    cfg.DATA.PATH_PREFIX),
         "division": cfg.BENCHMARK.DIVISION,
+        # NVML, per GPU and in total over run_start..run_stop; null with the reason where not measured
+        "energy_j": energy,
+        "energy_note": t.energy.unavailable if energy is None else None,
         **code_provenance(),  # vmb_version, source_digest, git_commit, git_dirty
     }
     _write_json(out_dir / RESULT, result)

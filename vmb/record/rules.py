@@ -64,6 +64,8 @@ RESOURCE_KEYS = frozenset({
     "TRAIN.AMP_DTYPE",
     "TEST.BATCH_SIZE",
     "TEST.CACHE_CLIPS",
+    "TEST.NUM_ENSEMBLE_VIEWS",  # tools/test_net.py only: the timed run's validation is always 1x1
+    "TEST.NUM_SPATIAL_CROPS",
     "TENSORBOARD.ENABLE",
 })
 

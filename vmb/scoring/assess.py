@@ -21,6 +21,7 @@ from vmb.config import load_config
 from vmb.record import rules
 from vmb.record.runlog import RUN_LOG
 from vmb.scoring.convergence import Convergence, check_convergence, not_checked
+from vmb.scoring.cost import cost_to_target, energy_to_target
 from vmb.scoring.reference import Reference, ReferenceEntry, check_reference_entry
 from vmb.scoring.score import MODEL_CLASSES, TimeSummary, benchmark_score, model_score, summarize_times
 from vmb.scoring.validate import Run, RunFolderError, check_run, load_run, run_deviations
@@ -60,6 +61,10 @@ class BenchmarkResult:
     time_factor: float = 1.0  # closed division: the convergence normalisation of t_bench for the score
     deviations: list[str] = field(default_factory=list)  # open division: the failed convergence check
     notes: list[str] = field(default_factory=list)
+    cost: float | None = None  # cost to target at --cost-per-hour (vmb.scoring.cost); None with cost_note
+    cost_note: str | None = None
+    energy_j: float | None = None  # energy to target (mean joules of the successful runs); None with energy_note
+    energy_note: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -96,6 +101,7 @@ class Assessment:
     suites: dict[str, SuiteResult]
     reference: Reference | None
     reasons: list[str]  # about the set as a whole (packages, mixed datasets, ...)
+    cost_per_hour: float | None = None  # tools/score.py --cost-per-hour
 
     def all_reasons(self) -> list[str]:
         """Every reason, each prefixed by the run or benchmark it concerns."""
@@ -220,7 +226,8 @@ def _check_convergence(result: BenchmarkResult, reference: ReferenceEntry) -> No
             result.time_factor = result.convergence.factor
 
 
-def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | None) -> BenchmarkResult:
+def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | None,
+                     cost_per_hour: float | None = None) -> BenchmarkResult:
     benchmark = rules.BENCHMARKS[name]
     runs = [c.run for c in checks]
     summary = summarize_times([r.result["time_to_target_s"] if r.success else None for r in runs])
@@ -239,6 +246,8 @@ def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | N
         _check_convergence(result, entry)
     if result.valid and entry is not None:
         result.score = model_score(entry.t_ref_s, entry.n_devices_ref, result.t_scored, n_devices)
+    result.cost, result.cost_note = cost_to_target(result.t_scored, cost_per_hour, unit)
+    result.energy_j, result.energy_note = energy_to_target([r.result for r in runs])
     return result
 
 
@@ -260,9 +269,10 @@ def _suite_result(suite: str, results: dict[str, BenchmarkResult], reference: Re
     return SuiteResult(suite, scores, present, total, note, rules.OPEN if is_open else rules.CLOSED)
 
 
-def assess(paths: Sequence[Path], reference: Reference | None = None,
-           set_reasons: Sequence[str] = ()) -> Assessment:
-    """Check every run folder and the set as a whole, then time and score each benchmark present."""
+def assess(paths: Sequence[Path], reference: Reference | None = None, set_reasons: Sequence[str] = (),
+           cost_per_hour: float | None = None) -> Assessment:
+    """Check every run folder and the set as a whole, then time and score each benchmark present (with its
+    cost to target at `cost_per_hour`, the price of one hour of the submission's system, when given)."""
     checks = [check_path(Path(p), reference) for p in paths]
     reasons = list(set_reasons) + _duplicates(checks)
     if not checks:
@@ -277,7 +287,7 @@ def assess(paths: Sequence[Path], reference: Reference | None = None,
             reasons.append(f"suite {suite}: runs used {len(prints)} different datasets (fingerprints "
                            f"{', '.join(map(_short, prints))}); a set uses one dataset")
     names = _distinct(c.run.benchmark for c in loaded)
-    benchmarks = {name: _score_benchmark(name, [c for c in loaded if c.run.benchmark == name], reference)
-                  for name in names}
+    benchmarks = {name: _score_benchmark(name, [c for c in loaded if c.run.benchmark == name], reference,
+                                         cost_per_hour) for name in names}
     suites = {suite: _suite_result(suite, benchmarks, reference) for suite in by_suite}
-    return Assessment(checks, benchmarks, suites, reference, reasons)
+    return Assessment(checks, benchmarks, suites, reference, reasons, cost_per_hour)

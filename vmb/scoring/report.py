@@ -6,11 +6,9 @@ always say the same thing. Strings that come from a submission are escaped in HT
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any, Iterable
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vmb.record import rules
@@ -20,11 +18,10 @@ from vmb.record.system import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult
 from vmb.scoring.convergence import P_VALUE
 from vmb.scoring.validate import Run
-from vmb.errors import VMBError
+from vmb.reporting import Block, ReportError, format_html, format_markdown, save_figure
+from vmb.reporting import format_text as format_text_blocks
 
 TOP1_PLOT, TIMES_PLOT, SCORES_PLOT = "top1_vs_time.png", "time_to_target.png", "scores.png"
-
-Block = tuple  # ("h", text) | ("p", text) | ("table", header, rows) | ("list", items) | ("img", file, caption)
 
 
 def _seconds(value: float | None) -> str:
@@ -117,7 +114,20 @@ def _runs_table(a: Assessment) -> Block:
                       "check"], rows)
 
 
+def _cost_cell(b: BenchmarkResult) -> str:
+    return f"{b.cost:.2f}" if b.cost is not None else (b.cost_note or "-")
+
+
+def _energy_cell(b: BenchmarkResult) -> str:
+    if b.energy_j is None:
+        return "not measured" if (b.energy_note or "").startswith("not measured") else (b.energy_note or "-")
+    return f"{b.energy_j / 3.6e6:.3f} kWh"
+
+
 def _benchmarks_table(a: Assessment) -> Block:
+    """One row per benchmark; cost and energy to target as two more columns when a price was given or any
+    benchmark recorded energy."""
+    extra = a.cost_per_hour is not None or any(b.energy_j is not None for b in a.benchmarks.values())
     rows = []
     for name, b in a.benchmarks.items():
         s, ref = b.summary, b.reference
@@ -125,9 +135,11 @@ def _benchmarks_table(a: Assessment) -> Block:
                      _seconds(s.min_s), _seconds(s.max_s), "-" if s.cv is None else f"{100 * s.cv:.1f}%",
                      _devices(b.n_devices, b.device_unit), _seconds(ref.t_ref_s) if ref else "-",
                      _devices(ref.n_devices_ref, ref.device_unit) if ref else "-", _convergence_cell(b),
-                     _score(b.score, b.division)])
+                     *([_cost_cell(b), _energy_cell(b)] if extra else []), _score(b.score, b.division)])
+    cost_head = f"cost to target ({a.cost_per_hour:g}/h)" if a.cost_per_hour is not None else "cost to target"
     return ("table", ["benchmark", "class", "runs", "failed", "t_bench", "method", "min", "max", "CV", "devices",
-                      "t_ref", "ref devices", "convergence", "score"], rows)
+                      "t_ref", "ref devices", "convergence", *([cost_head, "energy to target"] if extra else []),
+                      "score"], rows)
 
 
 def _suite_lines(a: Assessment) -> list[str]:
@@ -184,77 +196,9 @@ def blocks(a: Assessment, images: Iterable[tuple[str, str]] = ()) -> list[Block]
 
 # ---------------------------------------------------------------------------------------------- renderers
 
-def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-
-
 def format_text(a: Assessment) -> str:
     """The terminal table."""
-    lines: list[str] = []
-    previous = None
-    for block in blocks(a):
-        kind = block[0]
-        if kind == "h" or (kind == "p" and previous != "h"):
-            lines.append("")
-        if kind in ("h", "p"):
-            lines.append(block[1])
-        elif kind == "table":
-            lines += _text_table(block[1], block[2])
-        elif kind == "list":
-            lines += [f"  {item}" for item in block[1]]
-        previous = kind
-    lines += ["", verdict(a)]
-    return "\n".join(lines).lstrip("\n")
-
-
-def _md_cell(text: str) -> str:
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
-
-
-def format_markdown(content: list[Block]) -> str:
-    lines = []
-    for block in content:
-        kind = block[0]
-        if kind == "h":
-            lines += [f"{'#' if not lines else '##'} {_md_cell(block[1])}", ""]
-        elif kind == "p":
-            lines += [_md_cell(block[1]), ""]
-        elif kind == "table":
-            lines.append("| " + " | ".join(map(_md_cell, block[1])) + " |")
-            lines.append("|" + "---|" * len(block[1]))
-            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block[2]]
-            lines.append("")
-        elif kind == "list":
-            lines += [f"- {_md_cell(item)}" for item in block[1]] + [""]
-        elif kind == "img":
-            lines += [f"![{_md_cell(block[2])}]({block[1]})", ""]
-    return "\n".join(lines)
-
-
-def format_html(content: list[Block]) -> str:
-    esc = html.escape
-    body = []
-    for block in content:
-        kind = block[0]
-        if kind == "h":
-            tag = "h1" if not body else "h2"
-            body.append(f"<{tag}>{esc(block[1])}</{tag}>")
-        elif kind == "p":
-            body.append(f"<p>{esc(block[1])}</p>")
-        elif kind == "table":
-            head = "".join(f"<th>{esc(cell)}</th>" for cell in block[1])
-            rows = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in block[2])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block[1]) + "</ul>")
-        elif kind == "img":
-            body.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}">'
-                        f"<figcaption>{esc(block[2])}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:80em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #bbb;padding:.2em .5em;text-align:left}img{max-width:100%}")
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>VMB score</title><style>{style}</style>'
-            f"</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return format_text_blocks(blocks(a)) + "\n\n" + verdict(a)
 
 
 def to_json(a: Assessment) -> dict[str, Any]:
@@ -288,12 +232,14 @@ def to_json(a: Assessment) -> dict[str, Any]:
             "n_devices": b.n_devices, "device_unit": b.device_unit,
             "t_ref_s": ref.t_ref_s if ref else None, "n_devices_ref": ref.n_devices_ref if ref else None,
             "division": b.division, "deviations": b.deviations, "notes": b.notes, "convergence": convergence,
-            "time_factor": b.time_factor, "t_scored_s": b.t_scored if b.valid else None, "score": b.score}
+            "time_factor": b.time_factor, "t_scored_s": b.t_scored if b.valid else None, "score": b.score,
+            "cost": b.cost, "cost_note": b.cost_note, "energy_j": b.energy_j, "energy_note": b.energy_note}
     suites = {name: {"benchmark_score": s.benchmark_score, "scores": s.scores, "benchmarks": s.benchmarks,
                       "note": s.note, "division": s.division} for name, s in a.suites.items()}
     systems = [{"id": f"S{i}", "description": line, "runs": [str(p) for p in paths]}
                for i, (line, paths) in enumerate(_systems(a).items(), start=1)]
     return {"valid": a.valid, "verdict": verdict(a), "reference": str(a.reference.path) if a.reference else None,
+            "cost_per_hour": a.cost_per_hour,
             "reasons": a.all_reasons(), "deviations": a.all_deviations(), "systems": systems, "runs": runs,
             "benchmarks": benchmarks, "suites": suites}
 
@@ -316,12 +262,6 @@ def _time_unit(max_seconds: float) -> tuple[float, str]:
     return (60.0, "min") if max_seconds > 300 else (1.0, "s")
 
 
-def _save(fig: Figure, path: Path) -> None:
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 def plot_top1(a: Assessment, path: Path) -> None:
     """Top-1 against wall-clock time since run_start, one panel per benchmark, with the target."""
     names = list(a.benchmarks) or ["(none)"]
@@ -339,7 +279,7 @@ def plot_top1(a: Assessment, path: Path) -> None:
             ax.legend(fontsize="small", loc="lower right")
         ax.set(title=name, xlabel=f"wall-clock time since run_start ({unit})", ylabel="val top-1 (%)")
         ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_times(a: Assessment, path: Path) -> None:
@@ -367,7 +307,7 @@ def plot_times(a: Assessment, path: Path) -> None:
     ax.set_ylim(-0.7, max(0.7, len(names) - 0.3))
     ax.set(xlabel=f"time to target ({unit})", title="time to target per run")
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_scores(a: Assessment, path: Path) -> None:
@@ -387,11 +327,7 @@ def plot_scores(a: Assessment, path: Path) -> None:
     ax.axhline(1.0, color="k", linestyle="--", label="reference")
     ax.set(ylabel="score (reference = 1)", title=f"scores against {a.reference.path.name if a.reference else '-'}")
     ax.legend()
-    _save(fig, path)
-
-
-class ReportError(VMBError):
-    """The report folder cannot be written."""
+    save_figure(fig, path)
 
 
 def write_report(a: Assessment, out_dir: Path) -> list[Path]:

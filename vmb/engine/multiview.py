@@ -1,0 +1,224 @@
+"""Multi-view testing of a checkpoint (PySlowFast-style): `python tools/test_net.py --cfg CONFIG --checkpoint
+FILE --views 10x3 --precision fp32,bf16 [KEY VALUE ...]`.
+
+Each val video is seen as TEST.NUM_ENSEMBLE_VIEWS evenly spaced clips x TEST.NUM_SPATIAL_CROPS crops
+(vmb.data.kinetics.KineticsDataset `views`); its views' softmax scores are averaged, and top-1 / top-5 are
+counted exactly across processes as validation is (disjoint unpadded shards, counts summed). 1x1 is the
+training run's validation view, so its top-1 is the run's evaluation of the same weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from vmb.cli import exit_on_error
+from vmb.data.kinetics import KineticsDataset
+from vmb.data.loader import ShardSampler, build_loader, clip_spec_from_cfg, num_workers_here
+from vmb.data.transforms import normalize
+from vmb.engine import distributed
+from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vmb.errors import VMBError
+
+# --precision names -> autocast dtype (None: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def view_scores(logits: torch.Tensor) -> torch.Tensor:
+    """(N, V, K) logits of N videos' V views -> (N, K) softmax scores averaged over each video's views."""
+    return logits.float().softmax(dim=-1).mean(dim=1)
+
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> torch.Tensor:
+    """(len(ks),) int64: how many of the N videos have their label among their top-k (N, K) `scores`, for
+    each k; a k above the K classes counts as K."""
+    num_classes = scores.shape[1]
+    ranked = scores.topk(min(max(ks), num_classes), dim=1).indices  # (N, min(max k, K))
+    hits = ranked == labels[:, None]
+    return torch.stack([hits[:, :min(k, num_classes)].any(dim=1).sum() for k in ks])
+
+
+def build_test_loader(cfg, rank: int, world_size: int, pin_memory: bool, workers: int) -> DataLoader:
+    """This process's disjoint, unpadded shard of the val split as multi-view samples: batches of
+    (views uint8 (N, V, C, T, H, W), labels (N,), ...). TEST.BATCH_SIZE counts views (as in PySlowFast),
+    so a batch holds TEST.BATCH_SIZE / (processes * V) videos, at least one."""
+    views = (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
+    dataset = KineticsDataset(cfg.DATA.PATH_TO_DATA_DIR, "val", cfg.MODEL.NUM_CLASSES, clip_spec_from_cfg(cfg),
+                              train=False, path_prefix=cfg.DATA.PATH_PREFIX, views=views)
+    videos = max(1, -(-cfg.TEST.BATCH_SIZE // world_size) // (views[0] * views[1]))
+    return build_loader(dataset, ShardSampler(len(dataset), rank, world_size), videos, workers,
+                        pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
+                        prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR, drop_last=False)
+
+
+def evaluate_views(model: torch.nn.Module, loader: DataLoader, device: torch.device, mean: Sequence[float],
+                   std: Sequence[float], autocasts: Sequence[AbstractContextManager]) -> tuple[torch.Tensor, list]:
+    """Every batch through the model once per autocast context.
+
+    Returns:
+        (len(autocasts), 3) int64 (correct top-1, correct top-5, videos), summed over all processes, and
+        this process's seconds in the model per context (forward, softmax and counting).
+
+    Raises:
+        VMBError: the processes together counted another number of videos than the split has.
+    """
+    model.eval()
+    counts = torch.zeros(len(autocasts), 3, dtype=torch.long, device=device)
+    seconds = [0.0] * len(autocasts)
+    with torch.inference_mode():
+        for views, labels, *_ in loader:
+            num_videos, num_views = views.shape[:2]
+            clips = normalize(views.to(device, non_blocking=True).flatten(0, 1), mean, std)  # (N * V, C, T, H, W)
+            if device.type == "cuda":
+                clips = clips.contiguous(memory_format=torch.channels_last_3d)
+            labels = labels.to(device, non_blocking=True)
+            for i, autocast in enumerate(autocasts):
+                start = time.perf_counter()
+                with autocast:
+                    logits = model(clips)
+                counts[i, :2] += topk_correct(view_scores(logits.view(num_videos, num_views, -1)), labels)
+                counts[i, 2] += num_videos
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds[i] += time.perf_counter() - start
+    counts = distributed.all_reduce_sum(counts)
+    if counts[0, 2] != len(loader.dataset):
+        raise VMBError(f"testing counted {int(counts[0, 2])} videos but the val split has {len(loader.dataset)}")
+    return counts.cpu(), seconds
+
+
+def load_weights(model: torch.nn.Module, path: Path, arch: str, cfg_file: str) -> dict:
+    """Load the checkpoint's "model" state dict into `model`; return the checkpoint. A missing, unreadable
+    or foreign checkpoint, or one of another architecture or size, is a one-line VMBError naming both."""
+    state = load_checkpoint(path)
+    if state is None:
+        raise VMBError(f"checkpoint {path} not found; pass a run's OUTPUT_DIR/{CHECKPOINT_NAME} with --checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise VMBError(f"checkpoint {path} holds no model weights ('model'); pass a {CHECKPOINT_NAME} that "
+                       "tools/run_net.py wrote")
+    weights, own = state["model"], model.state_dict()
+    missing = [key for key in own if key not in weights]
+    unexpected = [key for key in weights if key not in own]
+    reshaped = [key for key in own if key in weights and getattr(weights[key], "shape", None) != own[key].shape]
+    problems = ([f"missing {len(missing)} keys, e.g. {missing[0]!r}"] if missing else []) + \
+               ([f"unexpected {len(unexpected)}, e.g. {unexpected[0]!r}"] if unexpected else []) + \
+               ([f"{len(reshaped)} of another shape, e.g. {reshaped[0]!r} {tuple(weights[reshaped[0]].shape)} "
+                 f"vs {tuple(own[reshaped[0]].shape)}"] if reshaped else [])
+    if problems:
+        raise VMBError(f"checkpoint {path} does not fit MODEL.ARCH {arch} of {cfg_file} ({'; '.join(problems)}): "
+                       "was it written by another architecture or model size? use its config")
+    model.load_state_dict(weights)
+    return state
+
+
+def precision_contexts(names: Sequence[str], device: torch.device) -> tuple[dict, list[str]]:
+    """({name: autocast context} for the precisions that run on `device`, one-line notes for the others)."""
+    contexts, notes = {}, []
+    for name in names:
+        dtype = PRECISIONS[name]
+        if dtype is torch.float16 and device.type != "cuda":
+            notes.append(f"{name} skipped: CUDA only (this run is on the {device.type})")
+        elif dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            notes.append(f"{name} skipped: this GPU has no bfloat16")
+        else:
+            contexts[name] = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    return contexts, notes
+
+
+def _parse_views(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not CLIPSxCROPS, e.g. 10x3")
+    return int(match[1]), int(match[2])
+
+
+def _parse_precisions(text: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",")))
+    unknown = [name for name in names if name not in PRECISIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
+    return names
+
+
+def format_table(report: dict) -> str:
+    """The terminal table of `report` (as `main` writes it with --json): one row per precision."""
+    lines = [f"checkpoint {report['checkpoint']} (epoch {report['epoch']}), {report['config']}, "
+             f"MODEL.ARCH {report['arch']}",
+             f"val: {report['videos']} videos x {report['views']} views ({report['clips']} clips x "
+             f"{report['crops']} crops), {report['processes']} process(es) on {report['device']}, "
+             f"{report['wall_s']:.1f} s in all (seconds below: rank 0's time in the model)",
+             f"{'precision':<10}{'top-1 %':>9}{'top-5 %':>9}{'videos':>8}{'views':>7}{'seconds':>9}"]
+    for row in report["results"]:
+        lines.append(f"{row['precision']:<10}{row['top1']:>9.2f}{row['top5']:>9.2f}{row['videos']:>8}"
+                     f"{report['views']:>7}{row['seconds']:>9.2f}")
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines)
+
+
+@exit_on_error
+def main(argv: Sequence[str] | None = None) -> int:
+    """`tools/test_net.py`: multi-view top-1 / top-5 of a checkpoint on the val split, per precision."""
+    from vmb.config import load_config
+    from vmb.engine.numerics import set_numerics
+    from vmb.models.build import build_model
+
+    parser = argparse.ArgumentParser(description="Test a checkpoint on the val split with multi-view testing.")
+    parser.add_argument("--cfg", dest="cfg_file", default="configs/smoke/X3D.yaml",
+                        help="the YAML config the checkpoint was trained with (default: %(default)s)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help=f"checkpoint to test (default: the config's OUTPUT_DIR/{CHECKPOINT_NAME})")
+    parser.add_argument("--views", type=_parse_views, metavar="CLIPSxCROPS",
+                        help="e.g. 10x3: sets TEST.NUM_ENSEMBLE_VIEWS and TEST.NUM_SPATIAL_CROPS")
+    parser.add_argument("--precision", type=_parse_precisions, default=["fp32"],
+                        help="comma-separated, of fp32, bf16 (autocast), fp16 (autocast, CUDA only); default fp32")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results to FILE as JSON")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. NUM_GPUS 0")
+    args = parser.parse_args(argv)
+    views = ["TEST.NUM_ENSEMBLE_VIEWS", str(args.views[0]), "TEST.NUM_SPATIAL_CROPS", str(args.views[1])] \
+        if args.views else []
+    cfg = load_config(args.cfg_file, [*args.opts, *views])
+    checkpoint = args.checkpoint or Path(cfg.OUTPUT_DIR) / CHECKPOINT_NAME
+    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+    ctx = distributed.setup(cfg.NUM_GPUS, workers)
+    try:
+        numerics = set_numerics(ctx.device)
+        contexts, notes = precision_contexts(args.precision, ctx.device)
+        if not contexts:
+            raise VMBError(f"--precision {','.join(args.precision)}: none runs on the {ctx.device.type}; add fp32")
+        model = build_model(cfg)
+        state = load_weights(model, checkpoint, cfg.MODEL.ARCH, args.cfg_file)
+        model.to(ctx.device)
+        if ctx.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last_3d)
+        loader = build_test_loader(cfg, ctx.rank, ctx.world_size, ctx.device.type == "cuda", workers)
+        start = time.perf_counter()
+        counts, seconds = evaluate_views(model, loader, ctx.device, cfg.DATA.MEAN, cfg.DATA.STD,
+                                         list(contexts.values()))
+        wall = time.perf_counter() - start
+    finally:
+        distributed.teardown()
+    if not ctx.is_main:
+        return 0
+    clips, crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
+    report = {
+        "checkpoint": str(checkpoint), "epoch": state.get("epoch"), "config": args.cfg_file, "arch": cfg.MODEL.ARCH,
+        "videos": int(counts[0, 2]), "clips": clips, "crops": crops, "views": clips * crops,
+        "processes": ctx.world_size, "device": ctx.device.type, "numerics": numerics, "wall_s": wall,
+        "results": [{"precision": name, "top1": 100.0 * int(c1) / int(n), "top5": 100.0 * int(c5) / int(n),
+                     "correct_top1": int(c1), "correct_top5": int(c5), "videos": int(n), "seconds": s}
+                    for name, (c1, c5, n), s in zip(contexts, counts.tolist(), seconds)],
+        "notes": notes,
+    }
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"results written to {args.json}", file=sys.stderr)
+    return 0
