@@ -223,6 +223,22 @@ def test_oom_is_reported_and_the_next_cell_measured(tiny, tmp_path, capsys):
     assert "OOM: batch 8 does not fit in memory" in capsys.readouterr().out
 
 
+def test_compile_failure_skips_the_cell_with_one_line(tiny, tmp_path, monkeypatch):
+    tiny()
+
+    def broken_compile(model):
+        def run(clips):
+            raise torch._dynamo.exc.TorchDynamoException("backend 'inductor' failed\nlong trace")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    status, document, _ = bench(tmp_path, "--compile", "--precision", "fp32", "--batch-sizes", "1")
+    assert status == 0
+    (cell,) = document["cells"]
+    assert cell["status"] == "skipped"
+    assert cell["note"] == "torch.compile failed: TorchDynamoException: backend 'inductor' failed"
+
+
 def test_interrupt_keeps_the_finished_cells(tiny, tmp_path, capsys):
     tiny(interrupt_batch=2)
     status, document, rows = bench(tmp_path, "--batch-sizes", "1,2,4", "--precision", "fp32",

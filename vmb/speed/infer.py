@@ -174,9 +174,13 @@ def measure_cell(model: torch.nn.Module, zoo_model: ZooModel, batch_size: int, p
         with torch.inference_mode(), autocast:
             latencies = time_iterations(lambda: model(clips), args.device, args.warmup, args.iters, args.seconds)
     except (RuntimeError, MemoryError) as exc:
-        if not is_oom(exc):
+        if is_oom(exc):
+            latencies = None
+        elif args.compile:  # torch.compile fails at the first call, as a RuntimeError subclass: this cell only
+            return _cell(zoo_model, batch_size, precision, SKIPPED,
+                         f"torch.compile failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+        else:
             raise
-        latencies = None
     clips = None
     if latencies is None:
         _free_memory(args.device)
