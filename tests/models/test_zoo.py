@@ -47,6 +47,14 @@ def test_smallest_model_runs_its_view():
         assert model(zoo_model.example_input(1)).shape == (1, 7)
 
 
+def test_slowfast_can_be_called_twice_with_the_same_input():
+    zoo_model = get_zoo_model("slowfast_r50")
+    model, view = zoo_model.build(num_classes=3).eval(), zoo_model.example_input(1)
+    with torch.inference_mode():
+        first, second = model(view), model(view)  # pytorchvideo alone rewrites the list: the 2nd call fails
+    assert torch.equal(first, second) and view[0].shape == (1, 3, 8, 224, 224)
+
+
 def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(ConfigError) as info:
         get_zoo_model("resnet50")

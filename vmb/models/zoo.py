@@ -39,7 +39,8 @@ class ZooModel:
             warnings.filterwarnings("ignore", category=FutureWarning)
             # pytorchvideo names the head's size head_num_classes for MViT, model_num_class elsewhere
             key = "head_num_classes" if self.arch == "mvit" else "model_num_class"
-            return self.builder(pretrained=False, **{key: num_classes})
+            model = self.builder(pretrained=False, **{key: num_classes})
+        return FreshPathways(model) if self.arch == "slowfast" else model
 
     def example_input(self, batch_size: int, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32) -> torch.Tensor | list[torch.Tensor]:
@@ -50,6 +51,19 @@ class ZooModel:
         if self.arch == "slowfast":
             return [clips[:, :, ::SLOWFAST_ALPHA].contiguous(), clips]
         return clips
+
+
+class FreshPathways(torch.nn.Module):
+    """A multi-pathway model called with a copy of its input list: pytorchvideo's SlowFast replaces the list's
+    items with its stem's outputs, so calling it twice with the same list would feed features as clips."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pathways: list[torch.Tensor]) -> torch.Tensor:
+        """[slow (N, 3, T / alpha, H, W), fast (N, 3, T, H, W)] -> logits (N, classes)."""
+        return self.model(list(pathways))
 
 
 ZOO: dict[str, ZooModel] = {m.name: m for m in (
