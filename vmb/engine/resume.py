@@ -62,8 +62,6 @@ def prepare_output_dir(out_dir: Path, auto_resume: bool) -> Interrupted | None:
     return Interrupted(starts[0].time_ms, cut_line, digests)
 
 
-
-
 def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -> None:
     """A resume runs the config and the code the run started with (the header logged them), else one line."""
     if interrupted.digests[CONFIG_DIGEST] != [config_digest(cfg)]:
@@ -76,11 +74,12 @@ def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -
                        "started with, or choose a new OUTPUT_DIR")
 
 
-def checkpoint_state(path: Path, interrupted: Interrupted | None, identity: dict) -> dict | None:
+def checkpoint_state(path: Path, interrupted: Interrupted | None, precision: str) -> dict | None:
     """The checkpoint to resume from (None to start at epoch 0), checked against the run it must belong to.
 
-    A checkpoint is used only with the run log holding its run_start, and only by the same recipe
-    (`identity`: fixed config digest, precision), else one line saying what to do.
+    A checkpoint is used only with the run log holding its run_start (whose header binds the config and the
+    code: `check_same_run`), and only in the same `precision` (the same config on another device trains in
+    another one), else one line saying what to do.
     """
     state = load_checkpoint(path)
     if state is None:
@@ -91,10 +90,8 @@ def checkpoint_state(path: Path, interrupted: Interrupted | None, identity: dict
     if state.get("run_start_ms") != interrupted.run_start_ms:
         raise VMBError(f"{path} belongs to a run that started at {state.get('run_start_ms')} ms, but {RUN_LOG}'s "
                        f"run_start is {interrupted.run_start_ms} ms; delete the checkpoint or choose a new OUTPUT_DIR")
-    if state.get("fixed_config_digest") != identity["fixed_config_digest"]:
-        raise VMBError(f"{path} was written by a different config; use a new OUTPUT_DIR or delete the checkpoint")
-    if state.get("precision", "unknown") != identity["precision"]:
+    if state.get("precision", "unknown") != precision:
         raise VMBError(f"{path} was written in precision {state.get('precision', 'unknown')}, this run is "
-                       f"{identity['precision']}; resume with the same TRAIN.MIXED_PRECISION / TRAIN.AMP_DTYPE "
-                       "or use a new OUTPUT_DIR")
+                       f"{precision}; resume on the same kind of device with the same TRAIN.MIXED_PRECISION / "
+                       "TRAIN.AMP_DTYPE, or use a new OUTPUT_DIR")
     return state

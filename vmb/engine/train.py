@@ -111,7 +111,7 @@ class Training:
     val_loader: ValLoader
     run_start_ms: int
     start_epoch: int
-    identity: dict  # what a checkpoint must match to be resumed: recipe digest and precision
+    precision: str  # "fp32" or "amp_<dtype>": a checkpoint is resumed only in its own precision
     energy: GpuEnergy  # this process's GPU energy counter, read at run_start and run_stop
     decode_failures: int = 0
     data_wait: list = field(default_factory=list)  # [wait s, loop s] per epoch
@@ -153,10 +153,9 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
             model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
-    identity = {"fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS),
-                "precision": f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"}
+    precision = f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"
     if interrupted is None:
-        runlog.event(NUMERICS, identity["precision"], **numerics)
+        runlog.event(NUMERICS, precision, **numerics)
     # The loaders read the split CSVs, but no video is decoded before run_start: workers start on first use.
     train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda",
                                              workers=workers)
@@ -164,9 +163,9 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         model, train_model, build_optimizer(model, cfg),
         torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16),
         torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext(),
-        train_loader, val_loader, run_start_ms=0, start_epoch=0, identity=identity, energy=GpuEnergy(device))
+        train_loader, val_loader, run_start_ms=0, start_epoch=0, precision=precision, energy=GpuEnergy(device))
 
-    state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, identity))
+    state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, precision))
     if state is not None:
         model.load_state_dict(state["model"])
         training.optimizer.load_state_dict(state["optimizer"])
@@ -251,7 +250,8 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
         t.train_model.train()
         epoch_failures = 0
         epoch_clock.restart()
-        for i, (clips, labels, failed, augment) in enumerate(timed_batches(t.train_loader, (epoch_clock, window.clock))):
+        batches = timed_batches(t.train_loader, (epoch_clock, window.clock))
+        for i, (clips, labels, failed, augment) in enumerate(batches):
             step = epoch * iters_per_epoch + i
             set_lr(t.optimizer, schedule(step / iters_per_epoch))
             # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device (their
@@ -290,7 +290,7 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
                 save_checkpoint(out_dir / CHECKPOINT_NAME, {
                     "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
                     "scaler": t.scaler.state_dict(), "epoch": epoch + 1, "decode_failures": t.decode_failures,
-                    "data_wait": t.data_wait, "run_start_ms": t.run_start_ms, **t.identity})
+                    "data_wait": t.data_wait, "run_start_ms": t.run_start_ms, "precision": t.precision})
                 runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
     bar.close()
     if writer:
@@ -375,7 +375,7 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
         "data_wait_fraction": sum(w for w, _ in data_wait) / sum(s for _, s in data_wait) if data_wait else None,
         "data_wait_fraction_per_epoch": [w / s for w, s in data_wait],
         "config_digest": config_digest(cfg),
-        "fixed_config_digest": t.identity["fixed_config_digest"],
+        "fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS),
         # manifest.json's fingerprint (or the labelled fallback): no video byte is read, no cache warmed.
         "dataset_fingerprint": dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
                                                    cfg.DATA.PATH_PREFIX),

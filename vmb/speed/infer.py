@@ -22,6 +22,7 @@ import torch
 from vmb.cli import exit_on_error
 from vmb.errors import ConfigError
 from vmb.speed.latency import summarize
+from vmb.speed.memory import is_oom
 
 if TYPE_CHECKING:
     from vmb.models.zoo import ZooModel
@@ -100,12 +101,6 @@ def unsupported(precision: str, device: torch.device) -> str | None:
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         return f"bf16 is not supported on {torch.cuda.get_device_name(device)}"
     return None
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Whether `exc` is an out-of-memory error (CUDA's, or the CPU allocator's)."""
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
 def _to_channels_last(clips: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:

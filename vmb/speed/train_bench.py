@@ -53,6 +53,7 @@ from vmb.models.build import build_model
 from vmb.models.zoo import get_zoo_model
 from vmb.record.system import describe_system, system_line
 from vmb.speed.latency import percentile
+from vmb.speed.memory import is_oom
 
 GOAL_OVERHEAD = 1.03  # VMB's step may cost at most 3 % more than the bare loop's
 ZOO_BATCH_SIZE = 8  # --model's default batch (MMAction2's speed tables: 8 clips per GPU)
@@ -251,11 +252,6 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
         return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated since the warm-up"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / (2**20 if sys.platform == "darwin" else 2**10), "peak RSS of this process (CPU)"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or the CPU allocator's failure (a RuntimeError)."""
-    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -475,8 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare_overhead(setup.trainer, setup.batch, setup.bare_input, args.rounds, args.round_steps, rounds)
     except KeyboardInterrupt:
         result["status"], code = "interrupted: the iterations and rounds finished so far are reported", 130
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if not is_out_of_memory(exc):
+    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_oom(exc):
             raise
         result["status"], code = (f"out of memory at batch size {result.get('batch_size')} "
                                   f"({result.get('precision')}): try a smaller --batch-size"), 1
