@@ -73,6 +73,9 @@ def val_logits(model: torch.nn.Module, loader, cfg, device: torch.device) -> lis
 weights = pathlib.Path(sys.argv[1])
 cfg = load_config(sys.argv[2], sys.argv[3:])
 ctx = distributed.setup(cfg.NUM_GPUS)
+# One intra-op thread in every run, whatever the process count: with 2 threads (one process) and 1 (each of
+# two) oneDNN reduces in another order on some CPUs (AMD EPYC), and logits differ in the 8th digit.
+torch.set_num_threads(1)
 torch.manual_seed(0)  # the same initial weights in every process
 model = build_model(cfg).to(ctx.device)
 train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=False)

@@ -14,6 +14,9 @@ from vmb.models.build import build_model
 
 cfg = load_config(sys.argv[1], sys.argv[2:])
 ctx = distributed.setup(cfg.NUM_GPUS)
+# One intra-op thread in every run, whatever the process count: with 2 threads (one process) and 1 (each of
+# two) oneDNN reduces in another order on some CPUs (AMD EPYC), and logits differ in the 8th digit.
+torch.set_num_threads(1)
 torch.manual_seed(0)  # the same weights in every process and in every run
 model = build_model(cfg)
 _, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=False)

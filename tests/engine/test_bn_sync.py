@@ -34,8 +34,9 @@ def run_worker(nproc: int, weights: pathlib.Path, args: list[str], env: dict) ->
 
 def test_synced_buffers_make_counts_independent_of_process_count(tiny_videos_dir, tmp_path, smoke_config,
                                                                   tiny_train_args, child_env):
-    # TEST.BATCH_SIZE 1: one clip per forward pass in every process, so both runs compute each video's logits
-    # with the same kernels, and the same model gives the same logits to the bit.
+    # TEST.BATCH_SIZE 1: one clip per forward pass in every process, and one thread in every process
+    # (dist_bn_worker.py), so both runs compute each video's logits with the same kernels in the same order,
+    # and the same model gives the same logits to the bit, on any host CPU.
     args = [str(smoke_config), *tiny_train_args(tiny_videos_dir, tmp_path / "out", "TEST.BATCH_SIZE", "1")]
     weights = tmp_path / "synced.pt"
     two = run_worker(2, weights, args, child_env)
