@@ -34,7 +34,7 @@ def time_passes(cfg_file: str, opts: list[str], cache: bool, passes: int,
                 model: torch.nn.Module) -> tuple[list[float], set]:
     """Seconds per evaluation pass and the set of (correct, total) results seen."""
     cfg = load_config(cfg_file, [*opts, "TEST.CACHE_CLIPS", str(cache)])
-    _, val_loader = build_loaders(cfg, rank=0, world_size=1, pin_memory=False)
+    _, val_loader = build_loaders(cfg, rank=0, world_size=1, device=torch.device("cpu"))
     seconds, results = [], set()
     for _ in range(passes):
         start = time.perf_counter()
@@ -55,7 +55,7 @@ def main() -> int:
         ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
             train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
             seed=cfg.SYNTHETIC.SEED))
-    torch.set_num_threads(cpu_threads(usable_cores(), 1, num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)))
+    torch.set_num_threads(cpu_threads(usable_cores(), 1, num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)))
     torch.manual_seed(0)
     model = build_model(cfg)
     decoded, decoded_results = time_passes(args.cfg, args.opts, False, args.passes, model)

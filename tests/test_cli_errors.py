@@ -73,6 +73,14 @@ def _build_cases(root: pathlib.Path, data: pathlib.Path, args, smoke_config, cor
             tiny(f"corrupt_val_{workers}", corrupt, "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "0.25",
                  "DATA_LOADER.NUM_WORKERS", str(workers)), [str(bad)])
 
+    # Impossible decoding setups: refused before anything is written (no run_start, nothing to resume).
+    cases["gpu_decoding_with_workers"] = (
+        tiny("gpu_decoding_with_workers", data, "DATA.DECODING_BACKEND", "torchcodec_cuda", "DATA_LOADER.NUM_WORKERS",
+             "2"), ["DATA.DECODING_BACKEND torchcodec_cuda", "DATA_LOADER.NUM_WORKERS 0"])
+    cases["gpu_decoding_on_the_cpu"] = (
+        tiny("gpu_decoding_on_the_cpu", data, "DATA.DECODING_BACKEND", "torchcodec_cuda", "DATA_LOADER.NUM_WORKERS",
+             "0"), ["DATA.DECODING_BACKEND torchcodec_cuda", "CUDA", "pyav"])
+
     # Output folder mistakes.
     a_file = root / "a_file"
     a_file.write_text("not a folder")
@@ -97,7 +105,8 @@ def _run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
 
 CASE_NAMES = ["missing_config", "unknown_key", "wrong_type", "invalid_yaml", "odd_overrides", "missing_data_dir",
               "missing_csv", "missing_video", "empty_split", "label_out_of_range", "corrupt_val_video_workers0",
-              "corrupt_val_video_workers1", "output_dir_not_writable", "output_dir_finished_run"]
+              "corrupt_val_video_workers1", "gpu_decoding_with_workers", "gpu_decoding_on_the_cpu",
+              "output_dir_not_writable", "output_dir_finished_run"]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +158,15 @@ def test_config_errors_write_nothing(cli_results):
     root = cli_results["_root"]
     for case in ("missing_config", "unknown_key", "wrong_type", "invalid_yaml", "odd_overrides"):
         assert not (root / f"out_{case}").exists(), case
+
+
+@pytest.mark.slow
+def test_impossible_decoding_setups_leave_nothing_to_resume(cli_results):
+    """A GPU decoding backend with workers, or without CUDA, stops before OUTPUT_DIR gets a run log: no run_start is
+    logged and a corrected rerun starts afresh."""
+    root = cli_results["_root"]
+    for case in ("gpu_decoding_with_workers", "gpu_decoding_on_the_cpu"):
+        assert not (root / f"out_{case}" / "run_log.txt").exists(), case
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ import vmb
 from vmb.record.runlog import RESUME, effective_evals, read_events
 from vmb.config import config_digest, load_config
 from vmb.data.kinetics import KineticsDataset
-from vmb.engine import train
+from vmb.engine import step, train
 from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest
@@ -167,8 +167,8 @@ def test_mvit_recipe_augmentation_trains(tiny_videos_dir, tmp_path, smoke_config
     """The recipe's random-resized crop, RandAugment and erasing (drawn by the loader, applied in the loop)
     and MixUp/CutMix run end to end, and every training batch really is augmented."""
     applied = []
-    real = train.apply_clip_augment
-    monkeypatch.setattr(train, "apply_clip_augment",
+    real = step.apply_clip_augment
+    monkeypatch.setattr(step, "apply_clip_augment",
                         lambda clips, params: applied.append(params.shape) or real(clips, params))
     out = tmp_path / "run"
     cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",
@@ -269,7 +269,7 @@ def test_slow_input_is_measured_and_warned_once(tiny_videos_dir, tmp_path, smoke
             super().set_postfix(**kwargs)
 
     monkeypatch.setattr(KineticsDataset, "__getitem__", slow_training_sample)
-    monkeypatch.setattr(train, "_train_step", lambda *args: torch.zeros(()))  # the step costs next to nothing
+    monkeypatch.setattr(train, "train_step", lambda *args: torch.zeros(()))  # the step costs next to nothing
     monkeypatch.setattr(train, "tqdm", RecordingBar)
     out = tmp_path / "run"
     cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100",

@@ -162,10 +162,10 @@ def test_usable_cores_follow_the_affinity(monkeypatch):
 def test_auto_workers_here(monkeypatch, tiny_videos_dir):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     expected = max(0, usable_cores() - 1)
-    assert num_workers_here("auto") == expected and num_workers_here(2) == 2
-    train, val = build_loaders(tiny_cfg(tiny_videos_dir, "DATA_LOADER.NUM_WORKERS", "auto"), 0, 1, pin_memory=False)
+    assert num_workers_here("auto", "pyav") == expected and num_workers_here(2, "pyav") == 2
+    train, val = build_loaders(tiny_cfg(tiny_videos_dir, "DATA_LOADER.NUM_WORKERS", "auto"), 0, 1, torch.device("cpu"))
     assert train.num_workers == val.num_workers == expected
-    train, val = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, pin_memory=False, workers=1)
+    train, val = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, torch.device("cpu"), workers=1)
     assert train.num_workers == val.num_workers == 1
 
 
@@ -173,7 +173,7 @@ def test_build_loaders_two_ranks(tiny_videos_dir):
     cfg = tiny_cfg(tiny_videos_dir)
     val_total = 0
     for rank in range(2):
-        train, val = build_loaders(cfg, rank, 2, pin_memory=False)
+        train, val = build_loaders(cfg, rank, 2, torch.device("cpu"))
         batches = list(train)
         assert len(batches) == 16 // 4
         clips, labels, failures, augment = batches[0]
@@ -186,12 +186,12 @@ def test_build_loaders_two_ranks(tiny_videos_dir):
 def test_build_loaders_uneven_batch(tiny_videos_dir):
     cfg = tiny_cfg(tiny_videos_dir, "TRAIN.BATCH_SIZE", "6")
     with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE"):
-        build_loaders(cfg, 0, 4, pin_memory=False)
+        build_loaders(cfg, 0, 4, torch.device("cpu"))
 
 
 def test_cached_val_loader_replays_the_first_pass_without_decoding(tiny_videos_dir, monkeypatch):
-    _, decoding = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, pin_memory=False)
-    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, pin_memory=False)
+    _, decoding = build_loaders(tiny_cfg(tiny_videos_dir), 0, 1, torch.device("cpu"))
+    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, torch.device("cpu"))
     assert isinstance(cached, CachedValLoader) and len(cached) == len(decoding) == 3
     expected = list(decoding)
     reads = []
@@ -206,7 +206,7 @@ def test_cached_val_loader_replays_the_first_pass_without_decoding(tiny_videos_d
 
 
 def test_cached_val_loader_keeps_nothing_from_an_unfinished_pass(tiny_videos_dir, monkeypatch):
-    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, pin_memory=False)
+    _, cached = build_loaders(tiny_cfg(tiny_videos_dir, "TEST.CACHE_CLIPS", "True"), 0, 1, torch.device("cpu"))
     next(iter(cached))  # a pass abandoned after one batch
     reads = []
     original = KineticsDataset.__getitem__

@@ -78,7 +78,7 @@ ctx = distributed.setup(cfg.NUM_GPUS)
 torch.set_num_threads(1)
 torch.manual_seed(0)  # the same initial weights in every process
 model = build_model(cfg).to(ctx.device)
-train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=False)
+train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, ctx.device)
 
 
 def counts() -> dict:

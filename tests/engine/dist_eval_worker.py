@@ -19,7 +19,7 @@ ctx = distributed.setup(cfg.NUM_GPUS)
 torch.set_num_threads(1)
 torch.manual_seed(0)  # the same weights in every process and in every run
 model = build_model(cfg)
-_, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=False)
+_, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, ctx.device)
 correct, total = evaluate(model, val_loader, ctx.device, cfg.DATA.MEAN, cfg.DATA.STD, nullcontext())
 if ctx.is_main:
     print(json.dumps({"correct": correct, "total": total, "world_size": ctx.world_size}))

@@ -52,3 +52,70 @@ def test_cuda_processes_get_the_thread_policy_too(monkeypatch):
         assert torch.get_num_threads() == distributed.cpu_threads(16, 2, 3) == 5
     finally:
         torch.set_num_threads(threads)
+
+
+def _launcher_env(monkeypatch, **env):
+    """Exactly `env` of the launcher's variables (no MASTER_ADDR: joining a process group fails at once)."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_launcher_world_size_must_be_num_gpus_on_cuda(monkeypatch):
+    """torchrun --nproc_per_node 8 with NUM_GPUS 4 would train on 8 GPUs while config.yaml says 4: refused, with
+    one line, before the process group or anything else is set up."""
+    _launcher_env(monkeypatch, RANK="0", WORLD_SIZE="8", LOCAL_RANK="0", LOCAL_WORLD_SIZE="8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match=r"started 8 processes \(WORLD_SIZE\) but NUM_GPUS is 4.*set NUM_GPUS 8"):
+        distributed.setup(num_gpus=4)
+    distributed.check_world_size(8)  # agreeing: accepted
+
+
+def test_cpu_runs_take_the_launcher_s_process_count(monkeypatch):
+    """NUM_GPUS 0 runs on the CPU in as many processes as the launcher starts (result.json's n_devices)."""
+    _launcher_env(monkeypatch, RANK="0", WORLD_SIZE="2")
+    distributed.check_world_size(0)
+    assert distributed.run_processes(0) == 2
+
+
+@pytest.mark.parametrize("env, num_gpus, expected", [
+    ({}, 0, 1),                                   # the CPU: one process
+    ({}, 4, 4),                                   # run_net/test_net spawn one per GPU (no GPU needed to answer)
+    ({"RANK": "0", "WORLD_SIZE": "8"}, 8, 8),     # under a launcher: its count
+])
+def test_run_processes(monkeypatch, env, num_gpus, expected):
+    _launcher_env(monkeypatch, **env)
+    assert distributed.run_processes(num_gpus) == expected
+
+
+def test_one_rule_for_processes_per_node(monkeypatch):
+    """Threads, loader workers and the node count all read LOCAL_WORLD_SIZE the same way; without it, every
+    process of WORLD_SIZE is taken to share this machine (the safe side for threads and workers)."""
+    from vmb.data.loader import processes_per_node
+
+    _launcher_env(monkeypatch, RANK="1", WORLD_SIZE="4")
+    monkeypatch.setattr(distributed, "usable_cores", lambda: 16)
+    threads = torch.get_num_threads()
+    try:
+        distributed.setup(num_gpus=0, num_workers=1)
+    except (ValueError, RuntimeError):  # no rendezvous to join here; the thread count is set before
+        pass
+    finally:
+        assert processes_per_node() == 4
+        assert torch.get_num_threads() == distributed.cpu_threads(16, 4, 1) == 3
+        torch.set_num_threads(threads)
+
+
+def test_test_net_starts_one_process_per_gpu(monkeypatch, tmp_path):
+    """tools/test_net.py with NUM_GPUS 4 (no launcher) starts 4 processes, as run_net does."""
+    from vmb.engine import multiview
+
+    _launcher_env(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda processes, fn, *args: launched.append((processes, fn)))
+    assert multiview.main(["--cfg", "configs/smoke/X3D.yaml", "--checkpoint", str(tmp_path / "c.pyth"),
+                           "NUM_GPUS", "4"]) == 0
+    assert launched == [(4, multiview._spawned_test)]

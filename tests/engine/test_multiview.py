@@ -77,7 +77,7 @@ def test_cli_counts_every_video_once_per_precision(trained, smoke_config, tmp_pa
     assert report["checkpoint"] == str(out / CHECKPOINT_NAME) and report["epoch"] == 1
     assert (report["videos"], report["clips"], report["crops"], report["views"]) == (VAL_SIZE, 2, 3, 6)
     assert [row["precision"] for row in report["results"]] == ["fp32", "bf16"]
-    assert report["notes"] == ["fp16 skipped: CUDA only (this run is on the cpu)"]
+    assert report["notes"] == ["fp16 skipped: fp16 needs a CUDA device"]
     for row in report["results"]:
         assert row["videos"] == VAL_SIZE
         assert row["top1"] == pytest.approx(100.0 * row["correct_top1"] / VAL_SIZE)
@@ -94,7 +94,7 @@ def test_one_view_is_the_runs_validation(trained, smoke_config, tmp_path):
     cfg = load_config(smoke_config, args)
     model = build_model(cfg)
     model.load_state_dict(torch.load(out / CHECKPOINT_NAME, weights_only=True)["model"])
-    _, val_loader = build_loaders(cfg, 0, 1, pin_memory=False)
+    _, val_loader = build_loaders(cfg, 0, 1, torch.device("cpu"))
     correct, total = evaluate(model, val_loader, torch.device("cpu"), cfg.DATA.MEAN, cfg.DATA.STD, nullcontext())
     row = json.loads(report_file.read_text())["results"][0]
     assert (row["correct_top1"], row["videos"]) == (correct, total) == (row["correct_top1"], VAL_SIZE)

@@ -90,4 +90,4 @@ def test_thread_policy_gets_the_resolved_worker_count(monkeypatch):
     monkeypatch.setattr(train.distributed, "setup", fake_setup)
     with pytest.raises(Stop):
         train.run(load_config(None, ["NUM_GPUS", "0", "DATA_LOADER.NUM_WORKERS", "auto"]))
-    assert calls == [num_workers_here("auto")] and isinstance(calls[0], int)
+    assert calls == [num_workers_here("auto", "pyav")] and isinstance(calls[0], int)

@@ -160,7 +160,7 @@ def error_line(capsys) -> str:
     (["--cfg", "configs/smoke/X3D.yaml", "--model", "x3d_m"], ("exactly one of --cfg",)),
     ([], ("exactly one of --cfg",)),
     (["--model", "x3d_m", "--iters", "50", "--warmup", "50"], ("--iters 50 must exceed --warmup 50",)),
-    (["--model", "x3d_m", "--device", "cpu", "--precision", "fp16"], ("fp16 needs CUDA",)),
+    (["--model", "x3d_m", "--device", "cpu", "--precision", "fp16"], ("fp16 needs a CUDA device",)),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, words, capsys):
     assert main(argv) == 2

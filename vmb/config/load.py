@@ -20,6 +20,7 @@ from vmb.config.defaults_data import add_data_defaults
 from vmb.config.defaults_model import add_model_defaults
 from vmb.config.defaults_run import add_run_defaults
 from vmb.config.defaults_solver import add_solver_defaults
+from vmb.data.video import BACKENDS
 from vmb.errors import ConfigError
 from vmb.record.rules import DIVISIONS
 
@@ -29,7 +30,7 @@ _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine",),
     "MVIT.MODE": ("conv", "max", "avg"),
     "TRAIN.AMP_DTYPE": ("float16", "bfloat16"),
-    "DATA.DECODING_BACKEND": ("pyav", "torchcodec", "torchcodec_cuda", "dali"),
+    "DATA.DECODING_BACKEND": tuple(BACKENDS),
 }
 # Keys that take an integer or the word "auto" (resolved when the run starts; see vmb.data.loader).
 _INT_OR_AUTO = frozenset({"DATA_LOADER.NUM_WORKERS"})
@@ -149,6 +150,10 @@ def validate(cfg: CfgNode) -> None:
     for key in _INT_OR_AUTO:
         if flat[key] != "auto" and flat[key] < 0:
             raise ConfigError(f"{key} must be auto or an integer >= 0; got {flat[key]}")
+    if BACKENDS[cfg.DATA.DECODING_BACKEND].on_device and cfg.DATA_LOADER.NUM_WORKERS not in ("auto", 0):
+        raise ConfigError(f"DATA.DECODING_BACKEND {cfg.DATA.DECODING_BACKEND} decodes on the GPU in a background "
+                          "thread of each training process, not in data-loader workers: set DATA_LOADER.NUM_WORKERS "
+                          f"0 (now {cfg.DATA_LOADER.NUM_WORKERS})")
     if cfg.DATA.FINGERPRINT and not re.fullmatch(r"sha256:[0-9a-f]{64}", cfg.DATA.FINGERPRINT):
         raise ConfigError(f"DATA.FINGERPRINT must be empty or a manifest fingerprint 'sha256:<64 hex digits>'; "
                           f"got {cfg.DATA.FINGERPRINT!r}")

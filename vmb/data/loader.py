@@ -1,14 +1,20 @@
 """Data loaders: per-process shards of the global batch, and an exact (unpadded) validation split."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 from typing import Iterator, Union
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from vmb.data.device_loader import DeviceBatches
 from vmb.data.kinetics import ClipSpec, KineticsDataset
+from vmb.data.video import BACKENDS
 from vmb.errors import ConfigError
+
+# How DataLoader workers start (build_loader): fork, where the platform has it.
+WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 class TrainSampler(Sampler):
@@ -70,8 +76,9 @@ def usable_cores() -> int:
 
 
 def processes_per_node() -> int:
-    """Training processes on this machine: torchrun's LOCAL_WORLD_SIZE; else the processes tools/run_net.py
-    spawned itself (their WORLD_SIZE: all on this machine); else 1."""
+    """Training processes on this machine: the launcher's LOCAL_WORLD_SIZE (torchrun, and tools/run_net.py's own
+    spawn); else, under a launcher that sets only WORLD_SIZE, all of them (the safe side for thread and worker
+    counts); else 1. The one rule for it (vmb.engine.distributed's module docstring)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
 
 
@@ -87,14 +94,22 @@ def resolve_num_workers(setting: int | str, cores: int, processes: int) -> int:
     return max(0, cores // max(1, processes) - 1)
 
 
-def num_workers_here(setting: int | str) -> int:
-    """DATA_LOADER.NUM_WORKERS resolved for this process on this machine."""
+def num_workers_here(setting: int | str, backend: str) -> int:
+    """DATA_LOADER.NUM_WORKERS resolved for this process on this machine and DATA.DECODING_BACKEND `backend`: an
+    on-device backend decodes in the training process, with no workers."""
+    if BACKENDS[backend].on_device:
+        return 0
     return resolve_num_workers(setting, usable_cores(), processes_per_node())
 
 
 def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, num_workers: int,
                  pin_memory: bool, prefetch_factor: int, drop_last: bool) -> DataLoader:
-    """A DataLoader with persistent workers (validation runs many times per run)."""
+    """A DataLoader with persistent workers (validation runs many times per run), started by fork.
+
+    Fork, whatever the platform's default (Python 3.14 makes it forkserver on Linux): a forked worker inherits the
+    dataset as built, and one that touched CUDA fails at once (torch marks it a bad fork), where a worker started
+    afresh would silently open a CUDA context on GPU 0 of its own. Workers decode on the host only
+    (vmb.data.video: on-device backends never run in workers)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -104,6 +119,7 @@ def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, nu
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        multiprocessing_context=WORKER_START if num_workers > 0 else None,
     )
 
 
@@ -135,7 +151,8 @@ class CachedValLoader:
         self._batches, self._loader = batches, None
 
 
-ValLoader = Union[DataLoader, CachedValLoader]
+TrainLoader = Union[DataLoader, DeviceBatches]
+ValLoader = Union[DataLoader, DeviceBatches, CachedValLoader]
 
 
 def clip_spec_from_cfg(cfg) -> ClipSpec:
@@ -158,24 +175,32 @@ def clip_spec_from_cfg(cfg) -> ClipSpec:
     )
 
 
-def build_loaders(cfg, rank: int, world_size: int, pin_memory: bool,
-                  workers: int | None = None) -> tuple[DataLoader, ValLoader]:
-    """(train loader, val loader) for this process, each with `workers` decoding processes (None:
-    DATA_LOADER.NUM_WORKERS resolved by `num_workers_here`); pages are pinned only if `pin_memory` (CUDA)
-    and DATA_LOADER.PIN_MEMORY. With TEST.CACHE_CLIPS the val loader decodes once and replays from memory."""
-    if workers is None:
-        workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+def build_loaders(cfg, rank: int, world_size: int, device: torch.device,
+                  workers: int | None = None) -> tuple[TrainLoader, ValLoader]:
+    """(train loader, val loader) for this process, training on `device`.
+
+    A host DATA.DECODING_BACKEND decodes in `workers` data-loader processes (None: DATA_LOADER.NUM_WORKERS resolved
+    by `num_workers_here`), its pages pinned on CUDA if DATA_LOADER.PIN_MEMORY; an on-device one decodes on
+    `device` one batch ahead in a thread (vmb.data.device_loader; vmb.data.video.check_decoding_device refuses it
+    on the CPU before this is called). With TEST.CACHE_CLIPS the val loader decodes once and replays from memory."""
     clip = clip_spec_from_cfg(cfg)
+    on_device = BACKENDS[clip.backend].on_device
     common = dict(data_dir=cfg.DATA.PATH_TO_DATA_DIR, num_classes=cfg.MODEL.NUM_CLASSES, clip=clip,
-                  seed=cfg.RNG_SEED, num_retries=cfg.DATA.NUM_RETRIES, path_prefix=cfg.DATA.PATH_PREFIX)
+                  seed=cfg.RNG_SEED, num_retries=cfg.DATA.NUM_RETRIES, path_prefix=cfg.DATA.PATH_PREFIX,
+                  device=device if on_device else torch.device("cpu"))
     train_set = KineticsDataset(split="train", train=True, **common)
     val_set = KineticsDataset(split="val", train=False, **common)
-    loader_args = dict(num_workers=workers, pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
-                       prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR)
-    train_loader = build_loader(
-        train_set, TrainSampler(len(train_set), cfg.TRAIN.BATCH_SIZE, rank, world_size, cfg.RNG_SEED),
-        per_process_batch(cfg.TRAIN.BATCH_SIZE, world_size, "TRAIN.BATCH_SIZE"), drop_last=True, **loader_args)
-    val_batch = -(-cfg.TEST.BATCH_SIZE // world_size)
-    val_loader = build_loader(val_set, ShardSampler(len(val_set), rank, world_size), val_batch,
-                              drop_last=False, **loader_args)
+    train_sampler = TrainSampler(len(train_set), cfg.TRAIN.BATCH_SIZE, rank, world_size, cfg.RNG_SEED)
+    train_batch = per_process_batch(cfg.TRAIN.BATCH_SIZE, world_size, "TRAIN.BATCH_SIZE")
+    val_sampler, val_batch = ShardSampler(len(val_set), rank, world_size), -(-cfg.TEST.BATCH_SIZE // world_size)
+    if on_device:
+        train_loader = DeviceBatches(train_set, train_sampler, train_batch, drop_last=True, device=device)
+        val_loader = DeviceBatches(val_set, val_sampler, val_batch, drop_last=False, device=device)
+    else:
+        if workers is None:
+            workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, clip.backend)
+        loader_args = dict(num_workers=workers, pin_memory=device.type == "cuda" and cfg.DATA_LOADER.PIN_MEMORY,
+                           prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR)
+        train_loader = build_loader(train_set, train_sampler, train_batch, drop_last=True, **loader_args)
+        val_loader = build_loader(val_set, val_sampler, val_batch, drop_last=False, **loader_args)
     return train_loader, CachedValLoader(val_loader) if cfg.TEST.CACHE_CLIPS else val_loader

@@ -24,14 +24,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vmb.errors import ConfigError, DataError
+from vmb.errors import ConfigError, DataError, VMBError
 
 # A clip fails when fewer than this fraction of its instants have their own decoded frame (the others
 # repeat the previous frame because their packet was unreadable).
@@ -72,29 +73,124 @@ def full_frame(short_side: int | None = None) -> Geometry:
 
 Decoder = Callable[[str | os.PathLike, Timing, Geometry], torch.Tensor]
 
-# DATA.DECODING_BACKEND -> "module:function" of a decoder with decode_clip's signature and contract.
-# Imported on first use, so optional backends need their packages only when chosen.
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One clip to decode: the file, and the callables that choose its instants and its box (module docstring)."""
+
+    path: Path
+    timing: Timing
+    geometry: Geometry
+
+
+# A batch decoder decodes a list of clips at once and returns, per clip, its frames, uint8 (T, H, W, 3) on the
+# decoder's device, or the DataError that names why that clip's file cannot be used (the others still decode).
+# It calls each request's timing before its geometry, and a clip that fails does so where `decode_clip` would
+# (before timing when the file cannot be opened, before geometry when its frames cannot be decoded), so that a
+# dataset's per-clip random draws are the same whichever backend decodes.
+BatchDecoder = Callable[[Sequence[ClipRequest]], "list[torch.Tensor | DataError]"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A DATA.DECODING_BACKEND: where its code is, and where its frames land.
+
+    `entry` is "module:function", imported on first use (optional backends need their packages only when
+    chosen). A host backend's function is a `Decoder` (decode_clip's signature and contract), run in data-loader
+    workers; an on-device backend's is a factory `(torch.device) -> BatchDecoder` whose frames stay on that
+    GPU, run in a background thread of the training process (vmb.data.device_loader), never in workers.
+    """
+
+    entry: str
+    on_device: bool
+
+
 BACKENDS = {
-    "pyav": "vmb.data.video:decode_clip",
-    "torchcodec": "vmb.data.video_torchcodec:decode_clip",
-    "torchcodec_cuda": "vmb.data.video_torchcodec:decode_clip_cuda",
-    "dali": "vmb.data.video_dali:decode_clip",
+    "pyav": Backend("vmb.data.video:decode_clip", on_device=False),
+    "torchcodec": Backend("vmb.data.video_torchcodec:decode_clip", on_device=False),
+    "torchcodec_cuda": Backend("vmb.data.video_torchcodec:batch_decoder_cuda", on_device=True),
+    "dali": Backend("vmb.data.video_dali:batch_decoder", on_device=True),
 }
 
 
-def get_decoder(backend: str) -> Decoder:
-    """The decoder function for DATA.DECODING_BACKEND `backend` (a one-line error if it cannot be used)."""
+def get_decoder(backend: str) -> Callable:
+    """The registered function of DATA.DECODING_BACKEND `backend` (a one-line error if it cannot be used)."""
     import importlib
 
     if backend not in BACKENDS:
         raise ConfigError(f"DATA.DECODING_BACKEND {backend!r}: choose one of {', '.join(BACKENDS)}")
-    module_name, function = BACKENDS[backend].split(":")
+    module_name, function = BACKENDS[backend].entry.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"DATA.DECODING_BACKEND {backend}: cannot import it ({exc}); "
                           f'install it with pip install -e ".[{backend}]" (see INSTALL.md)') from None
     return getattr(module, function)
+
+
+def per_clip(decode: Decoder) -> BatchDecoder:
+    """A batch decoder that decodes the requests one after the other with `decode`."""
+
+    def decode_batch(requests: Sequence[ClipRequest]) -> list[torch.Tensor | DataError]:
+        results: list[torch.Tensor | DataError] = []
+        for request in requests:
+            try:
+                results.append(decode(request.path, request.timing, request.geometry))
+            except DataError as exc:
+                results.append(exc)
+        return results
+
+    return decode_batch
+
+
+def batch_decoder(backend: str, device: torch.device) -> BatchDecoder:
+    """The batch decoder of DATA.DECODING_BACKEND `backend`, its frames on `device` (the CPU for host backends)."""
+    function = get_decoder(backend)
+    return function(device) if BACKENDS[backend].on_device else per_clip(function)
+
+
+def check_decoding_device(backend: str, device: torch.device) -> None:
+    """Refuse, with one line, an on-device backend for a process that trains on the CPU, before anything is
+    decoded or logged. (Its other condition, DATA_LOADER.NUM_WORKERS 0, is checked when the config is loaded.)
+
+    Raises:
+        ConfigError: naming the keys to change.
+    """
+    if BACKENDS[backend].on_device and device.type != "cuda":
+        raise ConfigError(f"DATA.DECODING_BACKEND {backend} decodes on a CUDA GPU, and this run trains on the "
+                          f"{device.type} (NUM_GPUS 0, or no CUDA device visible); use pyav or torchcodec")
+
+
+class DeviceDecodeError(VMBError):
+    """A GPU failed to decode a file that decodes on the CPU: the GPU, its driver or the decoding library is at
+    fault, not the data. Never counted as a damaged video: it stops the run."""
+
+
+def decodes_on_cpu(path: str | os.PathLike) -> bool:
+    """Whether every packet of `path`'s video stream decodes with PyAV (on one CPU thread) and some frame comes
+    out: the test that tells a damaged file from a failing GPU after a GPU decoder failed on it."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return False
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            frames = 0
+            for packet in container.demux(stream):
+                frames += len(stream.codec_context.decode(packet))
+            return frames > 0
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+
+
+def gpu_failure_or_damaged(path: str | os.PathLike, backend: str, message: str) -> DataError:
+    """The DataError for a clip a GPU decoder failed on, if the file is damaged (it fails on the CPU too);
+    raises DeviceDecodeError if the file decodes on the CPU."""
+    if decodes_on_cpu(path):
+        raise DeviceDecodeError(f"{path}: GPU decoding failed ({backend}: {message}), yet the file decodes on the "
+                                "CPU: check the GPU and its driver's NVDEC library (libnvcuvid), or use DATA."
+                                "DECODING_BACKEND pyav")
+    return DataError(f"{path}: cannot decode video ({backend}: {message})")
 
 
 def video_duration(stream: "av.video.stream.VideoStream", container: "av.container.InputContainer") -> float:

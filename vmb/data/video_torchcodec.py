@@ -1,9 +1,9 @@
 """Video decoding with torchcodec: the same contract as `vmb.data.video.decode_clip`, on the CPU or on NVDEC.
 
-`decode_clip` (DATA.DECODING_BACKEND torchcodec) and `decode_clip_cuda` (torchcodec_cuda) return the frames
+`decode_clip` (DATA.DECODING_BACKEND torchcodec) and `batch_decoder_cuda` (torchcodec_cuda) give the frames
 shown at `timing(duration)` (the last frame whose pts <= the instant; instants before the first frame show
 the first frame, instants past the end hold the last one), cut to `geometry(width, height)`'s box and resized
-bilinearly (antialiased) to its output size, as uint8 (T, H, W, 3) CPU tensors.
+bilinearly (antialiased) to its output size, as uint8 (T, H, W, 3) tensors on the decoding device.
 
 Seek mode: "approximate". It reads duration, frame count and frame rate from the container header instead
 of scanning every packet when the file is opened ("exact"). Measured on 10 s 340x256 30 fps clips, 40
@@ -20,23 +20,24 @@ Damaged data: FFmpeg conceals what it can, as with PyAV; an error that torchcode
 clip (DataError; in training the dataset then draws another video), where PyAV's backend would repeat the
 previous frame for that instant.
 
-CUDA (`decode_clip_cuda`): frames are decoded by NVDEC into GPU memory, cropped and resized there, and only
-the output clip is copied back, so the dataset's augmentations, collation and pinned-memory transfer see the
-same CPU tensors as with the other backends. A CUDA context belongs to one process, and DataLoader workers are
-forked from the training process after it has initialised CUDA, where CUDA cannot be used again. So decode in
-the main process: DATA_LOADER.NUM_WORKERS 0 (the training loop then waits for each clip's decoding).
-Workers started with the "spawn" method would each own a CUDA context (and its memory) and could decode
-too, but VMB's loader forks them; a forked worker gets a one-line ConfigError saying so.
+CUDA (`batch_decoder_cuda`, DATA.DECODING_BACKEND torchcodec_cuda): frames are decoded by NVDEC into the
+memory of the training process's own GPU, cropped and resized there, and stay there: the batch goes to the
+training loop without touching host memory (vmb.data.device_loader runs this in a thread of the training
+process, one batch ahead; never in data-loader workers, which cannot use CUDA). A failure is told apart: a CUDA
+out-of-memory error propagates as is; a file that fails on NVDEC but decodes on the CPU is a GPU failure
+(DeviceDecodeError, which stops the run); only a file that fails on the CPU too is a damaged video (DataError,
+replaced and counted).
 """
 from __future__ import annotations
 
 import os
 import re
+from typing import Sequence
 
 import torch
 from torchcodec.decoders import VideoDecoder, VideoStreamMetadata
 
-from vmb.data.video import Geometry, Timing, crop_resize
+from vmb.data.video import BatchDecoder, ClipRequest, Geometry, Timing, crop_resize, gpu_failure_or_damaged
 from vmb.errors import ConfigError, DataError
 
 SEEK_MODE = "approximate"
@@ -60,43 +61,61 @@ def decode_clip(path: str | os.PathLike, timing: Timing, geometry: Geometry) -> 
     Raises:
         DataError: the file cannot be opened or a frame of the clip cannot be decoded.
     """
-    return _decode(path, timing, geometry, device="cpu")
+    try:
+        return _decode(path, timing, geometry, torch.device("cpu"))
+    except _DecodeFailed as failed:
+        raise DataError(f"{path}: cannot decode video (torchcodec: {failed})") from None
 
 
-def decode_clip_cuda(path: str | os.PathLike, timing: Timing, geometry: Geometry) -> torch.Tensor:
-    """As `decode_clip`, decoded, cropped and resized on the current CUDA device (NVDEC); returns a CPU tensor.
+def batch_decoder_cuda(device: torch.device) -> BatchDecoder:
+    """The batch decoder of DATA.DECODING_BACKEND torchcodec_cuda: each clip decoded by NVDEC on `device`, cropped
+    and resized there; the frames stay on `device` (module docstring for errors).
 
     Raises:
-        ConfigError: CUDA is not available in this process (see the module docstring), or torchcodec decoded
-            on the CPU instead of NVDEC.
-        DataError: as `decode_clip`.
+        ConfigError: this process cannot use CUDA on `device`.
     """
-    _require_cuda()
-    return _decode(path, timing, geometry, device=f"cuda:{torch.cuda.current_device()}").cpu()
+    if device.type != "cuda" or torch.cuda._is_in_bad_fork() or not torch.cuda.is_available():
+        raise ConfigError(f"DATA.DECODING_BACKEND torchcodec_cuda needs a CUDA GPU in the training process (asked "
+                          f"for {device}); use torchcodec or pyav (see INSTALL.md)")
+
+    def decode_batch(requests: Sequence[ClipRequest]) -> list[torch.Tensor | DataError]:
+        results: list[torch.Tensor | DataError] = []
+        for request in requests:
+            try:
+                results.append(_decode(request.path, request.timing, request.geometry, device))
+            except DataError as exc:
+                results.append(exc)
+            except _DecodeFailed as failed:
+                results.append(gpu_failure_or_damaged(request.path, "torchcodec_cuda", str(failed)))
+        return results
+
+    return decode_batch
 
 
-def _require_cuda() -> None:
-    """A one-line ConfigError unless this process can use CUDA."""
-    if torch.cuda._is_in_bad_fork():  # a forked DataLoader worker of a process that had initialised CUDA
-        raise ConfigError("DATA.DECODING_BACKEND torchcodec_cuda cannot decode in forked data-loader workers "
-                          "(CUDA was initialised before the fork); set DATA_LOADER.NUM_WORKERS 0")
-    if not torch.cuda.is_available():
-        raise ConfigError("DATA.DECODING_BACKEND torchcodec_cuda needs a CUDA GPU and torch is not using one; "
-                          "use torchcodec or pyav (see INSTALL.md)")
+class _DecodeFailed(Exception):
+    """torchcodec could not open or decode the file (the message: its first line, without the C++ location)."""
 
 
-def _decode(path: str | os.PathLike, timing: Timing, geometry: Geometry, device: str) -> torch.Tensor:
-    """Decode the clip's frames on `device` and cut them to the geometry (on the same device)."""
+def _decode(path: str | os.PathLike, timing: Timing, geometry: Geometry, device: torch.device) -> torch.Tensor:
+    """Decode the clip's frames on `device` and cut them to the geometry (on the same device).
+
+    Raises:
+        DataError: the stream has no duration.
+        _DecodeFailed: torchcodec failed (CUDA out of memory is not caught: it propagates).
+        ConfigError: torchcodec fell back to the CPU for a CUDA device.
+    """
     try:
         decoder = VideoDecoder(str(path), seek_mode=SEEK_MODE, dimension_order="NHWC", num_ffmpeg_threads=1,
-                               device=device)
+                               device=str(device))
         metadata = decoder.metadata
         if not metadata.duration_seconds or not metadata.end_stream_seconds:
             raise DataError(f"{path}: the video stream has no duration")
         frames = decoder.get_frames_played_at(seconds=_instants(metadata, timing(metadata.duration_seconds))).data
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot decode video (torchcodec: {_message(exc)})") from None
-    if device != "cpu" and decoder.cpu_fallback:
+        raise _DecodeFailed(_message(exc)) from None
+    if device.type != "cpu" and decoder.cpu_fallback:
         raise ConfigError(f"DATA.DECODING_BACKEND torchcodec_cuda: torchcodec decoded {path} on the CPU, not "
                           f"with NVDEC ({decoder.cpu_fallback}); check the driver's NVDEC library (libnvcuvid) "
                           "or use torchcodec")

@@ -1,7 +1,11 @@
 """The one place that decides the device and talks to torch.distributed.
 
-One process per device. Under torchrun (or across machines with its rendezvous) the process group comes
-from the environment; `python tools/run_net.py ... NUM_GPUS 4` spawns the processes itself.
+The process rule: NUM_GPUS is the number of GPUs the run uses, over all its machines, with one process per GPU;
+NUM_GPUS 0 runs on the CPU. Without a launcher, `tools/run_net.py` and `tools/test_net.py` start NUM_GPUS
+processes on this machine themselves (one on the CPU). Under torchrun (or any launcher that sets RANK and
+WORLD_SIZE) the launcher starts them, and on CUDA its WORLD_SIZE must equal NUM_GPUS, so that the recorded
+config says what ran; on the CPU the launcher's process count is the run's (result.json's n_devices). Processes
+on this machine: LOCAL_WORLD_SIZE, else all of WORLD_SIZE (`vmb.data.loader.processes_per_node`).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from vmb.data.loader import usable_cores
+from vmb.data.loader import processes_per_node, usable_cores
 from vmb.errors import ConfigError, VMBError
 
 
@@ -46,6 +50,27 @@ def use_cuda(num_gpus: int) -> bool:
         raise ConfigError(f"NUM_GPUS {num_gpus} but no CUDA device is visible (torch.cuda.is_available() is "
                           "False); set NUM_GPUS 0 to train on the CPU")
     return num_gpus > 0
+
+
+def check_world_size(num_gpus: int) -> None:
+    """Under a launcher on CUDA, its WORLD_SIZE must be NUM_GPUS (the module's process rule).
+
+    Raises:
+        ConfigError: they differ.
+    """
+    if launched_by_torchrun() and use_cuda(num_gpus) and int(os.environ["WORLD_SIZE"]) != num_gpus:
+        world_size = int(os.environ["WORLD_SIZE"])
+        raise ConfigError(f"the launcher started {world_size} processes (WORLD_SIZE) but NUM_GPUS is {num_gpus}: "
+                          f"NUM_GPUS is the run's GPU count over all machines, one process each; set NUM_GPUS "
+                          f"{world_size} or start {num_gpus} processes")
+
+
+def run_processes(num_gpus: int) -> int:
+    """The processes a run of NUM_GPUS `num_gpus` has (each takes an equal share of the global batch): the
+    launcher's WORLD_SIZE under one, else NUM_GPUS (one per GPU), or 1 on the CPU. Needs no GPU to answer."""
+    if launched_by_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    return max(1, num_gpus)
 
 
 def processes_to_spawn(num_gpus: int) -> int:
@@ -92,12 +117,13 @@ def cpu_threads(cpu_count: int, local_processes: int, num_workers: int) -> int:
 
 
 def setup(num_gpus: int, num_workers: int = 0) -> Context:
-    """Join the process group if there is one, pick this process's device, and set its thread count
+    """Check the process rule, join the process group if there is one, pick this process's device, and set its
+    thread count
     (`cpu_threads`; on CUDA too: torch's default, one thread per core in every process, would oversubscribe
     the cores the data-loader workers need)."""
     cuda = use_cuda(num_gpus)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    torch.set_num_threads(cpu_threads(usable_cores(), local_processes, num_workers))
+    check_world_size(num_gpus)
+    torch.set_num_threads(cpu_threads(usable_cores(), processes_per_node(), num_workers))
     if not launched_by_torchrun():
         return Context(0, 1, 0, torch.device("cuda", 0) if cuda else torch.device("cpu"))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

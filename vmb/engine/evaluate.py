@@ -9,6 +9,7 @@ import torch
 from vmb.data.loader import ValLoader
 from vmb.data.transforms import normalize
 from vmb.engine import distributed
+from vmb.engine.precision import memory_format
 from vmb.errors import VMBError
 
 
@@ -26,7 +27,7 @@ def evaluate(model: torch.nn.Module, loader: ValLoader, device: torch.device, me
     counts = torch.zeros(2, dtype=torch.long, device=device)
     with torch.inference_mode(), autocast:
         for clips, labels, *_ in loader:
-            logits = model(normalize(clips.to(device, non_blocking=True), mean, std))
+            logits = model(normalize(clips.to(device, non_blocking=True), mean, std, memory_format(device)))
             counts[0] += (logits.argmax(dim=1) == labels.to(device, non_blocking=True)).sum()
             counts[1] += labels.numel()
     model.train()

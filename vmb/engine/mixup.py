@@ -30,8 +30,8 @@ def step_seed(seed: int, step: int) -> int:
 
 
 def build_mixup(cfg: CfgNode) -> MixFn | None:
-    """`(clips (N, C, T, H, W), labels (N,), step) -> (mixed clips, soft labels (N, K))`, or None if MIXUP is
-    off; `step` is the run's global step (epoch * steps per epoch + step in the epoch, from 0).
+    """`(clips (N, C, T, H, W), labels (N,), step) -> (mixed clips in the clips' layout, soft labels (N, K))`, or
+    None if MIXUP is off; `step` is the run's global step (epoch * steps per epoch + step in the epoch, from 0).
 
     Each batch is mixed by MixUp or CutMix (chosen at random), then labels are smoothed by
     MIXUP.LABEL_SMOOTH_VALUE. The draw is the same for a step on every process (module docstring).
@@ -51,6 +51,10 @@ def build_mixup(cfg: CfgNode) -> MixFn | None:
             torch.default_generator.manual_seed(step_seed(seed, step))
             mixed, soft = choice(video, labels)
         soft = soft * (1.0 - smoothing) + smoothing / num_classes
-        return mixed.as_subclass(torch.Tensor).transpose(1, 2), soft
+        # The input's layout (channels_last_3d on CUDA): CutMix keeps it, but MixUp's roll returns a contiguous
+        # tensor, which the model would convert in its first convolution anyway.
+        layout = torch.channels_last_3d if clips.is_contiguous(memory_format=torch.channels_last_3d) \
+            else torch.contiguous_format
+        return mixed.as_subclass(torch.Tensor).transpose(1, 2).contiguous(memory_format=layout), soft
 
     return mix

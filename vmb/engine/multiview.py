@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Sequence
 
@@ -24,12 +24,12 @@ from vmb.cli import exit_on_error
 from vmb.data.kinetics import KineticsDataset
 from vmb.data.loader import ShardSampler, build_loader, clip_spec_from_cfg, num_workers_here
 from vmb.data.transforms import normalize
+from vmb.data.video import BACKENDS, check_decoding_device
 from vmb.engine import distributed
 from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vmb.engine.precision import PRECISIONS, autocast, memory_format, unsupported
 from vmb.errors import VMBError
 
-# --precision names -> autocast dtype (None: no autocast).
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def view_scores(logits: torch.Tensor) -> torch.Tensor:
@@ -46,16 +46,19 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] =
     return torch.stack([hits[:, :min(k, num_classes)].any(dim=1).sum() for k in ks])
 
 
-def build_test_loader(cfg, rank: int, world_size: int, pin_memory: bool, workers: int) -> DataLoader:
+def build_test_loader(cfg, rank: int, world_size: int, device: torch.device, workers: int) -> DataLoader:
     """This process's disjoint, unpadded shard of the val split as multi-view samples: batches of
     (views uint8 (N, V, C, T, H, W), labels (N,), ...). TEST.BATCH_SIZE counts views (as in PySlowFast),
-    so a batch holds TEST.BATCH_SIZE / (processes * V) videos, at least one."""
+    so a batch holds TEST.BATCH_SIZE / (processes * V) videos, at least one. An on-device decoding backend
+    decodes in this process (`workers` is 0 for it), its views already on `device`."""
     views = (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
+    on_device = BACKENDS[cfg.DATA.DECODING_BACKEND].on_device
     dataset = KineticsDataset(cfg.DATA.PATH_TO_DATA_DIR, "val", cfg.MODEL.NUM_CLASSES, clip_spec_from_cfg(cfg),
-                              train=False, path_prefix=cfg.DATA.PATH_PREFIX, views=views)
+                              train=False, path_prefix=cfg.DATA.PATH_PREFIX, views=views,
+                              device=device if on_device else torch.device("cpu"))
     videos = max(1, -(-cfg.TEST.BATCH_SIZE // world_size) // (views[0] * views[1]))
     return build_loader(dataset, ShardSampler(len(dataset), rank, world_size), videos, workers,
-                        pin_memory=pin_memory and cfg.DATA_LOADER.PIN_MEMORY,
+                        pin_memory=device.type == "cuda" and not on_device and cfg.DATA_LOADER.PIN_MEMORY,
                         prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR, drop_last=False)
 
 
@@ -76,9 +79,8 @@ def evaluate_views(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     with torch.inference_mode():
         for views, labels, *_ in loader:
             num_videos, num_views = views.shape[:2]
-            clips = normalize(views.to(device, non_blocking=True).flatten(0, 1), mean, std)  # (N * V, C, T, H, W)
-            if device.type == "cuda":
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
+            clips = normalize(views.to(device, non_blocking=True).flatten(0, 1), mean, std,
+                              memory_format(device))  # (N * V, C, T, H, W)
             labels = labels.to(device, non_blocking=True)
             for i, autocast in enumerate(autocasts):
                 start = time.perf_counter()
@@ -123,13 +125,11 @@ def precision_contexts(names: Sequence[str], device: torch.device) -> tuple[dict
     """({name: autocast context} for the precisions that run on `device`, one-line notes for the others)."""
     contexts, notes = {}, []
     for name in names:
-        dtype = PRECISIONS[name]
-        if dtype is torch.float16 and device.type != "cuda":
-            notes.append(f"{name} skipped: CUDA only (this run is on the {device.type})")
-        elif dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            notes.append(f"{name} skipped: this GPU has no bfloat16")
+        why = unsupported(name, device)
+        if why is None:
+            contexts[name] = autocast(name, device)
         else:
-            contexts[name] = nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+            notes.append(f"{name} skipped: {why}")
     return contexts, notes
 
 
@@ -167,8 +167,6 @@ def format_table(report: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """`tools/test_net.py`: multi-view top-1 / top-5 of a checkpoint on the val split, per precision."""
     from vmb.config import load_config
-    from vmb.engine.numerics import set_numerics
-    from vmb.models.build import build_model
 
     parser = argparse.ArgumentParser(description="Test a checkpoint on the val split with multi-view testing.")
     parser.add_argument("--cfg", dest="cfg_file", default="configs/smoke/X3D.yaml",
@@ -186,19 +184,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.views else []
     cfg = load_config(args.cfg_file, [*args.opts, *views])
     checkpoint = args.checkpoint or Path(cfg.OUTPUT_DIR) / CHECKPOINT_NAME
-    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+    # One process per GPU, as tools/run_net.py starts them (vmb.engine.distributed's process rule); a single one
+    # runs here, so that its errors reach exit_on_error.
+    processes = distributed.processes_to_spawn(cfg.NUM_GPUS)
+    distributed.launch(processes, _test if processes == 1 else _spawned_test, cfg, args.cfg_file, checkpoint,
+                       args.precision, args.json)
+    return 0
+
+
+def _spawned_test(cfg, cfg_file: str, checkpoint: Path, precisions: list[str], json_path: Path | None) -> None:
+    """Entry of each spawned testing process: a user error ends that process with one line, not a traceback."""
+    status = exit_on_error(lambda: _test(cfg, cfg_file, checkpoint, precisions, json_path))()
+    if status:
+        sys.exit(status)
+
+
+def _test(cfg, cfg_file: str, checkpoint: Path, precisions: list[str], json_path: Path | None) -> None:
+    """Test `checkpoint` in this process (one of possibly several); rank 0 prints and writes the report."""
+    from vmb.engine.numerics import set_numerics
+    from vmb.models.build import build_model
+
+    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)
     ctx = distributed.setup(cfg.NUM_GPUS, workers)
     try:
+        check_decoding_device(cfg.DATA.DECODING_BACKEND, ctx.device)
         numerics = set_numerics(ctx.device)
-        contexts, notes = precision_contexts(args.precision, ctx.device)
+        contexts, notes = precision_contexts(precisions, ctx.device)
         if not contexts:
-            raise VMBError(f"--precision {','.join(args.precision)}: none runs on the {ctx.device.type}; add fp32")
+            raise VMBError(f"--precision {','.join(precisions)}: none runs on the {ctx.device.type}; add fp32")
         model = build_model(cfg)
-        state = load_weights(model, checkpoint, cfg.MODEL.ARCH, args.cfg_file)
-        model.to(ctx.device)
-        if ctx.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last_3d)
-        loader = build_test_loader(cfg, ctx.rank, ctx.world_size, ctx.device.type == "cuda", workers)
+        state = load_weights(model, checkpoint, cfg.MODEL.ARCH, cfg_file)
+        model.to(ctx.device, memory_format=memory_format(ctx.device))
+        loader = build_test_loader(cfg, ctx.rank, ctx.world_size, ctx.device, workers)
         start = time.perf_counter()
         counts, seconds = evaluate_views(model, loader, ctx.device, cfg.DATA.MEAN, cfg.DATA.STD,
                                          list(contexts.values()))
@@ -206,10 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         distributed.teardown()
     if not ctx.is_main:
-        return 0
+        return
     clips, crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
     report = {
-        "checkpoint": str(checkpoint), "epoch": state.get("epoch"), "config": args.cfg_file, "arch": cfg.MODEL.ARCH,
+        "checkpoint": str(checkpoint), "epoch": state.get("epoch"), "config": cfg_file, "arch": cfg.MODEL.ARCH,
         "videos": int(counts[0, 2]), "clips": clips, "crops": crops, "views": clips * crops,
         "processes": ctx.world_size, "device": ctx.device.type, "numerics": numerics, "wall_s": wall,
         "results": [{"precision": name, "top1": 100.0 * int(c1) / int(n), "top5": 100.0 * int(c5) / int(n),
@@ -218,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notes": notes,
     }
     print(format_table(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results written to {args.json}", file=sys.stderr)
-    return 0
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"results written to {json_path}", file=sys.stderr)

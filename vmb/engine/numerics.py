@@ -2,9 +2,12 @@
 
 On CUDA: cuDNN autotuning on (`cudnn.benchmark`: the clip shapes are fixed, so each convolution is tuned
 once), non-deterministic kernels allowed, and TF32 for fp32 matmuls and cuDNN convolutions, as MLPerf
-Training permits. TF32 is set through torch's `fp32_precision` API; mixing it with the legacy one
-(`allow_tf32`, `torch.set_float32_matmul_precision`) makes torch refuse to read either, so nothing in vmb
-uses the legacy one. On the CPU nothing is set: fp32 stays IEEE and cuDNN is not used.
+Training permits. TF32 is set through the CUDA-specific legacy flags (`torch.backends.cuda.matmul.allow_tf32`,
+`torch.backends.cudnn.allow_tf32`): torch 2.14 keeps both APIs in step from those, so the new getters
+(`fp32_precision`) read "tf32" and the legacy ones (`allow_tf32`, `torch.get_float32_matmul_precision`, which
+TunableOp and the profiler read) keep working. Setting only the new API makes every legacy getter raise
+afterwards; `torch.set_float32_matmul_precision` would also switch the CPU's oneDNN matmuls to TF32. On the
+CPU nothing is set: fp32 stays IEEE and cuDNN is not used.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ def set_numerics(device: torch.device) -> dict[str, bool]:
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.deterministic = False
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = True  # both APIs in step (module docstring)
+        torch.backends.cudnn.allow_tf32 = True
     return {
         "cudnn_benchmark": cuda and torch.backends.cudnn.benchmark,
         "cudnn_deterministic": cuda and torch.backends.cudnn.deterministic,

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
-import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 from mlperf_logging.mllog import constants as C
 from torch.utils.data import DataLoader
@@ -35,17 +34,18 @@ from vmb.record.runlog import (CHECKPOINT, CONFIG, DECODE_FAILURES, RESULT, RESU
                                effective_evals, now_ms, read_events)
 from vmb.record.system import describe_system
 from vmb.config import config_digest
-from vmb.data.loader import ValLoader, build_loaders, num_workers_here
+from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node
 from vmb.data.preflight import check_dataset
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
-from vmb.data.augment import apply_clip_augment
-from vmb.data.transforms import normalize
+from vmb.data.video import check_decoding_device
 from vmb.engine import distributed
 from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vmb.engine.meters import DataWait, StallWatch, Window, timed_batches
 from vmb.engine.evaluate import evaluate
 from vmb.engine.mixup import build_mixup
 from vmb.engine.numerics import NUMERICS, set_numerics
+from vmb.engine.precision import autocast, memory_format, training_precision
+from vmb.engine.step import model_input, train_step
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
 from vmb.engine.resume import Interrupted, check_same_run, checkpoint_state, prepare_output_dir
 from vmb.errors import DataError, VMBError
@@ -132,7 +132,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         check_same_run(interrupted, cfg, provenance["source_digest"])
     if main:
         (out_dir / CONFIG).write_text(cfg.dump())
-        num_nodes = max(1, ctx.world_size // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size)))
+        num_nodes = max(1, ctx.world_size // processes_per_node())
         _write_json(out_dir / SYSTEM, {**describe_system(device.type, ctx.world_size, num_nodes), **provenance})
         if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
             ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
@@ -142,27 +142,23 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
     _preflight(cfg, ctx)
 
     torch.manual_seed(cfg.RNG_SEED * 1000 + ctx.rank)  # init is identical on every rank: DDP broadcasts rank 0's
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = build_model(cfg).to(device, memory_format=memory_format(device))
     train_model = model
     if ctx.world_size > 1:
         # forward_sync_buffers=False: each process keeps the BatchNorm statistics of its own sub-batches, which
         # evaluate() and the checkpoint average (distributed.sync_bn_buffers), rather than copying rank 0's.
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
-    amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
-    amp_dtype = getattr(torch, cfg.TRAIN.AMP_DTYPE)
-    precision = f"amp_{cfg.TRAIN.AMP_DTYPE}" if amp else "fp32"
+    precision_name = training_precision(cfg, device)  # checked before anything is logged: check_setup
+    precision = "fp32" if precision_name == "fp32" else f"amp_{cfg.TRAIN.AMP_DTYPE}"
     if interrupted is None:
         runlog.event(NUMERICS, precision, **numerics)
-    # The loaders read the split CSVs, but no video is decoded before run_start: workers start on first use.
-    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, pin_memory=device.type == "cuda",
-                                             workers=workers)
+    # The loaders read the split CSVs, but no video is decoded before run_start: workers (or the device decoding
+    # thread) start on first use.
+    train_loader, val_loader = build_loaders(cfg, ctx.rank, ctx.world_size, device, workers=workers)
     training = Training(
         model, train_model, build_optimizer(model, cfg),
-        torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16),
-        torch.autocast(device.type, dtype=amp_dtype) if amp else nullcontext(),
+        torch.amp.GradScaler(device.type, enabled=precision_name == "fp16"), autocast(precision_name, device),
         train_loader, val_loader, run_start_ms=0, start_epoch=0, precision=precision, energy=GpuEnergy(device))
 
     state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, precision))
@@ -198,21 +194,6 @@ def _reduce_epoch(failures: int, wait_s: float, ctx: distributed.Context) -> tup
     values[0], values[1 + ctx.rank] = failures, wait_s
     values = distributed.all_reduce_sum(values).tolist()  # the epoch's one host sync
     return int(values[0]), max(values[1:])
-
-
-def _train_step(model, clips, labels, optimizer, scaler, autocast, clip_norm: float):
-    """One optimisation step; returns the loss as a device tensor. No host sync, except that a GradScaler in
-    use (fp16 AMP only) reads its inf/NaN check on the host in `scaler.step`: a sync per step, by design."""
-    with autocast:
-        loss = F.cross_entropy(model(clips), labels)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if clip_norm > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach()
 
 
 @dataclass
@@ -254,17 +235,10 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
         for i, (clips, labels, failed, augment) in enumerate(batches):
             step = epoch * iters_per_epoch + i
             set_lr(t.optimizer, schedule(step / iters_per_epoch))
-            # RandAugment / erasing drawn by the loader, applied to the uint8 batch on the device (their
-            # parameters stay on the host; torchvision's affine and sharpness kernels still sync on CUDA: see
-            # apply_clip_augment); normalize's constants live on the device already.
-            clips = normalize(apply_clip_augment(clips.to(device, non_blocking=True), augment), mean, std)
-            if device.type == "cuda":
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
-            labels = labels.to(device, non_blocking=True)
-            if mixup is not None:  # the same MixUp/CutMix draw on every process for a step (engine/mixup.py)
-                clips, labels = mixup(clips, labels, step)
-            window.add(_train_step(t.train_model, clips, labels, t.optimizer, t.scaler, t.autocast,
-                                   cfg.SOLVER.CLIP_GRAD_L2NORM))
+            # RandAugment / erasing drawn by the loader, applied on the device; MixUp; no host sync (step.py)
+            clips, labels = model_input(clips, labels, augment, step, device, mean, std, mixup)
+            window.add(train_step(t.train_model, clips, labels, t.optimizer, t.scaler, t.autocast,
+                                  cfg.SOLVER.CLIP_GRAD_L2NORM))
             epoch_failures += int(failed.sum())  # a CPU tensor from the loader: no device sync
             bar.update()
             done = step + 1
@@ -389,15 +363,24 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
     return result
 
 
+def check_setup(cfg: CfgNode, device: torch.device) -> None:
+    """Refuse, with one line, a setup that cannot run on this process's device, before anything is written to
+    OUTPUT_DIR (no run log, nothing to resume): an on-device decoding backend without CUDA, a precision the
+    device does not run natively. (The process count is checked by `distributed.setup`.)"""
+    check_decoding_device(cfg.DATA.DECODING_BACKEND, device)
+    training_precision(cfg, device)
+
+
 def run(cfg: CfgNode) -> dict | None:
     """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0.
 
     The timed path: `initialise` (untimed, ends at run_start) -> `train_to_target` -> `finish` (run_stop)."""
-    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+    workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)
     ctx = distributed.setup(cfg.NUM_GPUS, workers)
     out_dir = Path(cfg.OUTPUT_DIR)
     runlog = None
     try:
+        check_setup(cfg, ctx.device)
         interrupted = _on_main(ctx, lambda: prepare_output_dir(out_dir, cfg.TRAIN.AUTO_RESUME))
         runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
         training = initialise(cfg, ctx, out_dir, runlog, interrupted, workers)

@@ -13,13 +13,14 @@ import argparse
 import gc
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
 from vmb.cli import exit_on_error
+from vmb.engine.precision import PRECISIONS, unsupported
+from vmb.engine.precision import autocast as precision_autocast
 from vmb.errors import ConfigError
 from vmb.speed.latency import summarize
 from vmb.speed.memory import is_oom
@@ -27,7 +28,6 @@ from vmb.speed.memory import is_oom
 if TYPE_CHECKING:
     from vmb.models.zoo import ZooModel
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_ITERS = 20
 OK, SKIPPED, OOM, INTERRUPTED = "ok", "skipped", "OOM", "interrupted"
 
@@ -94,15 +94,6 @@ def check_args(args: argparse.Namespace) -> None:
     args.device = torch.device(args.device)
 
 
-def unsupported(precision: str, device: torch.device) -> str | None:
-    """Why `device` cannot run `precision`, or None if it can."""
-    if precision == "fp16" and device.type != "cuda":
-        return "fp16 needs a CUDA device"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
-        return f"bf16 is not supported on {torch.cuda.get_device_name(device)}"
-    return None
-
-
 def _to_channels_last(clips: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
     if isinstance(clips, list):
         return [c.contiguous(memory_format=torch.channels_last_3d) for c in clips]
@@ -160,8 +151,7 @@ def measure_cell(model: torch.nn.Module, zoo_model: ZooModel, batch_size: int, p
     reason = unsupported(precision, args.device)
     if reason:
         return _cell(zoo_model, batch_size, precision, SKIPPED, reason)
-    dtype = PRECISIONS[precision]
-    autocast = torch.autocast(args.device.type, dtype=dtype) if dtype is not None else nullcontext()
+    autocast = precision_autocast(precision, args.device)
     try:
         clips = zoo_model.example_input(batch_size, args.device)
         if args.channels_last:

@@ -2,7 +2,7 @@
 
 The run: a benchmark config's model, optimizer, batch and precision fed by VMB's own loaders (`--cfg`), or
 synthetic tensors already on the device (`--synthetic`, and always for a zoo model, `--model`). A config runs
-as the first of its NUM_GPUS processes (its share of the global batch). Each iteration is VMB's timed-loop
+as the first of its processes (its share of the global batch; vmb.engine.distributed.run_processes). Each iteration is VMB's timed-loop
 step (`vmb_step`). The first `--warmup` iterations are run but not timed (50 by
 default, as MMAction2's speed tables skip them); the peak memory counts from the end of the warm-up.
 
@@ -26,7 +26,7 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -38,16 +38,18 @@ from fvcore.common.config import CfgNode
 
 from vmb.cli import exit_on_error
 from vmb.config import load_config
-from vmb.data.augment import apply_clip_augment, draw_clip_augment
+from vmb.data.augment import draw_clip_augment
 from vmb.data.loader import build_loaders, clip_spec_from_cfg, num_workers_here, per_process_batch, usable_cores
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from vmb.data.transforms import normalize
-from vmb.engine.distributed import cpu_threads
+from vmb.data.video import check_decoding_device
+from vmb.engine.distributed import cpu_threads, run_processes
 from vmb.engine.meters import StallWatch, Window
 from vmb.engine.mixup import MixFn, build_mixup
 from vmb.engine.numerics import set_numerics
+from vmb.engine.precision import PRECISIONS, autocast, check_precision, memory_format, training_precision
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
-from vmb.engine.train import _train_step
+from vmb.engine.step import model_input, train_step
 from vmb.errors import ConfigError
 from vmb.models.build import build_model
 from vmb.models.zoo import get_zoo_model
@@ -58,7 +60,6 @@ from vmb.speed.memory import is_oom
 GOAL_OVERHEAD = 1.03  # VMB's step may cost at most 3 % more than the bare loop's
 ZOO_BATCH_SIZE = 8  # --model's default batch (MMAction2's speed tables: 8 clips per GPU)
 ZOO_NUM_CLASSES = 400  # zoo models keep their published Kinetics-400 head
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Clips = torch.Tensor | list[torch.Tensor]
 Batch = tuple[Clips, torch.Tensor, torch.Tensor | None]  # clips, labels, augment parameters (None: float clips)
 
@@ -166,18 +167,15 @@ class Trainer:
 def vmb_step(t: Trainer, batch: Batch) -> None:
     """One iteration of VMB's timed loop (vmb.engine.train.train_to_target) without its logging: the LR from
     the schedule, the uint8 batch to the device, augmented and normalized (float clips go as they are), MixUp,
-    `_train_step`, the loss added to the logging window."""
+    `train_step`, the loss added to the logging window."""
     clips, labels, augment = batch
     step, t.steps = t.steps, t.steps + 1
     set_lr(t.optimizer, t.schedule(step / t.iters_per_epoch))
     if augment is not None:
-        clips = normalize(apply_clip_augment(clips.to(t.device, non_blocking=True), augment), t.mean, t.std)
-        if t.device.type == "cuda":
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
-    labels = labels.to(t.device, non_blocking=True)
-    if t.mixup is not None:
-        clips, labels = t.mixup(clips, labels, step)
-    t.window.add(_train_step(t.model, clips, labels, t.optimizer, t.scaler, t.autocast, t.clip_norm))
+        clips, labels = model_input(clips, labels, augment, step, t.device, t.mean, t.std, t.mixup)
+    else:
+        labels = labels.to(t.device, non_blocking=True)
+    t.window.add(train_step(t.model, clips, labels, t.optimizer, t.scaler, t.autocast, t.clip_norm))
 
 
 def bare_step(t: Trainer, clips: Clips, labels: torch.Tensor) -> None:
@@ -266,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=200, help="iterations, warm-up included (default: 200)")
     parser.add_argument("--warmup", type=int, default=50, help="first iterations left out (default: 50)")
     parser.add_argument("--batch-size", type=int,
-                        help="clips per step (default: the config's TRAIN.BATCH_SIZE over its NUM_GPUS, one "
+                        help="clips per step (default: the config's TRAIN.BATCH_SIZE over its processes, one "
                              f"device's share; {ZOO_BATCH_SIZE} with --model)")
     parser.add_argument("--precision", choices=list(PRECISIONS),
                         help="fp32, bf16 (autocast) or fp16 (autocast + GradScaler, CUDA only) (default: the "
@@ -308,12 +306,8 @@ def pick_device(name: str | None) -> torch.device:
 def pick_precision(name: str | None, cfg: CfgNode, device: torch.device) -> str:
     """--precision, checked against the device, or the config's own on CUDA (VMB trains fp32 on the CPU)."""
     if name is None:
-        amp = cfg.TRAIN.MIXED_PRECISION and device.type == "cuda"
-        return {"float16": "fp16", "bfloat16": "bf16"}[cfg.TRAIN.AMP_DTYPE] if amp else "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise ConfigError("--precision fp16 needs CUDA (autocast + GradScaler); use fp32 or bf16 on the CPU")
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32")
+        return training_precision(cfg, device)
+    check_precision(name, device, f"--precision {name}")
     return name
 
 
@@ -354,17 +348,17 @@ class Setup:
 def build_setup(args: argparse.Namespace, device: torch.device, result: dict) -> Setup:
     """Model, optimizer, precision and input for --cfg or --model; records what was set up in `result`.
 
-    A config runs as the first of its NUM_GPUS processes: its share of TRAIN.BATCH_SIZE (the global batch) and
-    of the training set; --batch-size sets that share. Workers and threads are those of one process here."""
+    A config runs as the first of its processes (`run_processes`: NUM_GPUS, or the launcher's WORLD_SIZE): its
+    share of TRAIN.BATCH_SIZE (the global batch) and of the training set; --batch-size sets that share. Workers and threads are those of one process here."""
     cfg = load_config(args.cfg, args.opts)
-    processes = 1 if args.model else max(1, cfg.NUM_GPUS)
+    processes = 1 if args.model else run_processes(cfg.NUM_GPUS)
     batch_size = args.batch_size or (ZOO_BATCH_SIZE if args.model else None)
     if batch_size:
         cfg = load_config(args.cfg, [*args.opts, "TRAIN.BATCH_SIZE", str(batch_size * processes)])
     batch_size = per_process_batch(cfg.TRAIN.BATCH_SIZE, processes, "TRAIN.BATCH_SIZE")
     precision = pick_precision(args.precision, cfg, device)
     synthetic = args.synthetic or args.model is not None
-    workers = 0 if synthetic else num_workers_here(cfg.DATA_LOADER.NUM_WORKERS)
+    workers = 0 if synthetic else num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)
     torch.set_num_threads(args.threads or cpu_threads(usable_cores(), 1, workers))  # as a training process would
     result.update(precision=precision, batch_size=batch_size, global_batch_size=cfg.TRAIN.BATCH_SIZE,
                   processes=processes, input="synthetic" if synthetic else "real", num_workers=workers,
@@ -380,20 +374,18 @@ def build_setup(args: argparse.Namespace, device: torch.device, result: dict) ->
         result.update(model=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH,
                       clip=[cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE])
     result["system"] = describe_system(device.type, 1, 1)
-    model = model.to(device).train()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = model.to(device, memory_format=memory_format(device)).train()
     loader = None
     if not synthetic:
+        check_decoding_device(cfg.DATA.DECODING_BACKEND, device)
         if cfg.SYNTHETIC.ENABLE:  # the smoke data, generated once (untimed, as in a run)
             ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
                 train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
                 seed=cfg.SYNTHETIC.SEED))
-        loader = build_loaders(cfg, 0, processes, pin_memory=device.type == "cuda", workers=workers)[0]
-    dtype = PRECISIONS[precision]
+        loader = build_loaders(cfg, 0, processes, device, workers=workers)[0]
     trainer = Trainer(
         model, build_optimizer(model, cfg), torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-        nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype),
+        autocast(precision, device),
         cfg.SOLVER.CLIP_GRAD_L2NORM, lr_schedule(cfg),
         len(loader) if loader else args.iters,  # synthetic: the run counts as one epoch of the schedule
         None if args.model else build_mixup(cfg), cfg.DATA.MEAN, cfg.DATA.STD,
@@ -404,9 +396,8 @@ def build_setup(args: argparse.Namespace, device: torch.device, result: dict) ->
         batch, bare_input = (clips, labels, None), (clips, labels)
     else:
         batch = _config_batch(cfg, batch_size, device)
-        clips = normalize(batch[0], cfg.DATA.MEAN, cfg.DATA.STD)  # what a user's loader would hand the bare loop
-        if device.type == "cuda":
-            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+        # what a user's loader would hand the bare loop
+        clips = normalize(batch[0], cfg.DATA.MEAN, cfg.DATA.STD, memory_format(device))
         bare_input = (clips, batch[1])
     return Setup(trainer, itertools.repeat(batch) if loader is None else _epochs(loader), batch, bare_input)
 
