@@ -3,7 +3,9 @@ from fvcore.common.config import CfgNode
 
 
 def add_run_defaults(cfg: CfgNode) -> None:
-    # GPUs per machine; 0 (or no CUDA) trains on the CPU. Under torchrun the process count comes from torchrun.
+    # GPUs the run trains on, over all its machines, one process each; 0 trains on the CPU. Without a launcher,
+    # run_net/test_net start NUM_GPUS processes here; under torchrun, WORLD_SIZE must equal it (on the CPU the
+    # launcher's count is used). The rule: vmb/engine/distributed.py.
     cfg.NUM_GPUS = 1
     cfg.RNG_SEED = 0
     cfg.OUTPUT_DIR = "runs/default"
