@@ -7,6 +7,7 @@ and the tiny-model overrides of tests/conftest.py on the smoke configs: seconds 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 from contextlib import AbstractContextManager, nullcontext
@@ -17,7 +18,7 @@ from fvcore.common.config import CfgNode
 
 from test_bn_sync import run_worker
 from vmb.config import load_config
-from vmb.data.augment import LEVEL_BINS, OP_NAMES, apply_clip_augment
+from vmb.data.augment import LEVEL_BINS, OP_NAMES
 from vmb.data.loader import build_loaders
 from vmb.data.transforms import normalize
 from vmb.engine import train
@@ -25,6 +26,7 @@ from vmb.engine.evaluate import evaluate
 from vmb.engine.mixup import build_mixup
 from vmb.engine.numerics import set_numerics
 from vmb.engine.optim import build_optimizer
+from vmb.engine.step import model_input, train_step
 from vmb.models.build import build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(),
@@ -40,10 +42,6 @@ VAL_SIZE = 7
 # AMP's), bf16 AMP rounds to 7 bits. The same tiny models, trained 2 epochs, measured on the CPU under
 # autocast: at most 0.13 % (fp16) and 1.2 % (bf16) of the largest logit; the bounds leave 4-8 times that.
 TOLERANCE = {"fp32": 0.01, "fp16": 0.01, "bf16": 0.05}
-# RandAugment ops whose torchvision kernel builds a small tensor from a Python list on the device
-# (torch.tensor(..., device=cuda): a blocking copy, so a sync, per clip and op): the affine matrix of the
-# geometric ops, Sharpness's 3x3 kernel.
-SYNCING_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Sharpness")
 
 
 def tiny_cfg(arch: str, precision: str, data_dir: pathlib.Path, out_dir: pathlib.Path, tiny_train_args,
@@ -104,7 +102,7 @@ def test_smoke_recipe_on_cuda_counts_like_the_cpu(arch, precision, tiny_videos_d
 
     cuda = torch.device("cuda", 0)
     set_numerics(cuda)
-    _, val_loader = build_loaders(cfg, 0, 1, pin_memory=False)
+    _, val_loader = build_loaders(cfg, 0, 1, torch.device("cpu"))
     cpu_model, cuda_model = build_model(cfg), build_model(cfg).to(cuda, memory_format=torch.channels_last_3d)
     cpu_model.load_state_dict(weights)
     cuda_model.load_state_dict(weights)
@@ -154,8 +152,8 @@ def with_ops(params: torch.Tensor, ops: tuple[str, ...], first: int, num_ops: in
 
 def assert_steps_never_sync(arch: str, precision: str, ops: tuple[str, ...], data_dir: pathlib.Path,
                             out_dir: pathlib.Path, tiny_train_args) -> None:
-    """The training loop's per-step work (RandAugment with `ops`, erasing on every clip, normalisation,
-    MixUp/CutMix, the optimisation step) on pinned batches: 3 steps under torch.cuda.set_sync_debug_mode
+    """The training loop's per-step work (vmb.engine.step: RandAugment with `ops`, erasing on every clip,
+    normalisation, MixUp/CutMix, the optimisation step) on pinned batches: 3 steps under torch.cuda.set_sync_debug_mode
     ("error") after 2 of warm-up (cuDNN autotuning, allocation and normalize's constants happen once)."""
     num_ops = 2
     cfg = tiny_cfg(arch, precision, data_dir, out_dir, tiny_train_args, "DATA_LOADER.PIN_MEMORY", "True",
@@ -168,7 +166,7 @@ def assert_steps_never_sync(arch: str, precision: str, ops: tuple[str, ...], dat
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=False)  # on only for fp16, which syncs by design
     autocast, mixup = autocast_for(cfg), build_mixup(cfg)
-    train_loader, _ = build_loaders(cfg, 0, 1, pin_memory=True)
+    train_loader, _ = build_loaders(cfg, 0, 1, device)
     batches = list(train_loader)
     assert len(batches) == 4 and batches[0][0].is_pinned()
     loss_sum = torch.zeros((), device=device)
@@ -177,11 +175,9 @@ def assert_steps_never_sync(arch: str, precision: str, ops: tuple[str, ...], dat
         nonlocal loss_sum
         clips, labels, _, augment = batches[index % len(batches)]
         augment = with_ops(augment, ops, index * len(labels) * num_ops, num_ops)
-        clips = normalize(apply_clip_augment(clips.to(device, non_blocking=True), augment), cfg.DATA.MEAN,
-                          cfg.DATA.STD).contiguous(memory_format=torch.channels_last_3d)
-        clips, labels = mixup(clips, labels.to(device, non_blocking=True), index)
-        loss_sum += train._train_step(model, clips, labels, optimizer, scaler, autocast,
-                                      cfg.SOLVER.CLIP_GRAD_L2NORM)
+        clips, labels = model_input(clips, labels, augment, index, device, cfg.DATA.MEAN, cfg.DATA.STD, mixup)
+        assert clips.is_contiguous(memory_format=torch.channels_last_3d)  # MixUp/CutMix keep the layout
+        loss_sum += train_step(model, clips, labels, optimizer, scaler, autocast, cfg.SOLVER.CLIP_GRAD_L2NORM)
 
     for index in range(2):
         step(index)
@@ -198,15 +194,76 @@ def assert_steps_never_sync(arch: str, precision: str, ops: tuple[str, ...], dat
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])  # fp16's GradScaler reads inf/NaN on the host: a sync
 @pytest.mark.parametrize("arch", ARCHS)
 def test_training_step_never_waits_for_the_device(arch, precision, tiny_videos_dir, tmp_path, tiny_train_args):
-    """With every RandAugment op but SYNCING_OPS (each of them over the steps) and random erasing."""
-    ops = tuple(name for name in OP_NAMES if name not in SYNCING_OPS)
-    assert_steps_never_sync(arch, precision, ops, tiny_videos_dir, tmp_path / "out", tiny_train_args)
+    """With every RandAugment op (each of them over the steps) and random erasing."""
+    assert_steps_never_sync(arch, precision, OP_NAMES, tiny_videos_dir, tmp_path / "out", tiny_train_args)
 
 
-@pytest.mark.xfail(raises=RuntimeError, strict=True,
-                   reason="torchvision's kernel builds a tensor with torch.tensor(..., device=cuda), a sync per clip; "
-                          "vmb.data.augment must build it once per device (as normalize does) or on pinned memory")
-@pytest.mark.parametrize("op", SYNCING_OPS)
-def test_randaugment_op_waits_for_the_device(op, tiny_videos_dir, tmp_path, tiny_train_args):
-    """Known defect, kept visible: these ops sync today; when one stops, its xfail fails and goes."""
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_randaugment_op_never_waits_for_the_device(op, tiny_videos_dir, tmp_path, tiny_train_args):
+    """Each op alone in every slot of every clip, with erasing: none waits for the device (vmb.data.augment
+    applies them batched from one non-blocking copy per step; torchvision's kernels for the geometric ops and
+    Sharpness built a small tensor with torch.tensor(..., device=cuda), a sync per clip and op)."""
     assert_steps_never_sync("x3d", "fp32", (op,), tiny_videos_dir, tmp_path / "out", tiny_train_args)
+
+
+@pytest.fixture(scope="module")
+def prepared_videos(tmp_path_factory) -> pathlib.Path:
+    """A small Kinetics-shaped synthetic set in the prepared format (lossy all-intra 4:2:0, which NVDEC decodes):
+    20 classes x 1 train and 1 val video of 2 s at 456x256."""
+    from vmb.data.synthetic import ensure_synthetic_dataset, profile_spec
+
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("prepared"), profile_spec("kinetics", 1, 1, 2.0),
+                                    workers=os.cpu_count() or 1)
+
+
+def prepared_cfg(data_dir: pathlib.Path, backend: str, *extra: str) -> CfgNode:
+    return load_config(None, ["DATA.PATH_TO_DATA_DIR", str(data_dir), "MODEL.NUM_CLASSES", "20", "DATA.NUM_FRAMES", "8",
+                              "DATA.SAMPLING_RATE", "4", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64",
+                              "DATA.TRAIN_JITTER_SCALES", "[64, 80]", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "6",
+                              "AUG.ENABLE", "True", "AUG.RE_PROB", "0.5", "DATA_LOADER.NUM_WORKERS", "0",
+                              "DATA.DECODING_BACKEND", backend, *extra])
+
+
+GPU_BACKENDS = [pytest.param("torchcodec_cuda"),
+                pytest.param("dali", marks=pytest.mark.skipif(importlib.util.find_spec("nvidia") is None
+                                                              or importlib.util.find_spec("nvidia.dali") is None,
+                                                              reason='needs NVIDIA DALI (pip install -e ".[dali]")'))]
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_device_decoding_gives_the_pyav_batches_on_the_gpu(prepared_videos, backend):
+    """An epoch of training batches and the validation batches decoded on the GPU (vmb.data.device_loader): the
+    same labels, failure counts and augmentation draws in the same order as PyAV's DataLoader, clips on the GPU
+    within 3 grey levels (mean absolute difference per clip) of PyAV's."""
+    from vmb.data.device_loader import DeviceBatches
+
+    cuda = torch.device("cuda", 0)
+    host_train, host_val = build_loaders(prepared_cfg(prepared_videos, "pyav"), 0, 1, torch.device("cpu"))
+    gpu_train, gpu_val = build_loaders(prepared_cfg(prepared_videos, backend), 0, 1, cuda)
+    assert isinstance(gpu_train, DeviceBatches) and isinstance(gpu_val, DeviceBatches)
+    for host, gpu in ((host_train, gpu_train), (host_val, gpu_val)):
+        expected, got = list(host), list(gpu)
+        assert len(expected) == len(got) > 0
+        for (clips, labels, failures, augment), (g_clips, g_labels, g_failures, g_augment) in zip(expected, got):
+            assert g_clips.device == cuda  # never copied to the host
+            assert torch.equal(g_labels, labels) and torch.equal(g_failures, failures)
+            assert torch.equal(g_augment, augment)
+            difference = (g_clips.cpu().float() - clips.float()).abs().mean(dim=(1, 2, 3, 4))
+            assert difference.max().item() < 3.0, difference.tolist()
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_device_decoding_trains_and_counts_like_pyav(prepared_videos, tmp_path, backend, tiny_train_args):
+    """A one-epoch run with each decoding backend: the GPU backend's run evaluates every validation video once and
+    records its backend and no decode failures."""
+    results = {}
+    for name in ("pyav", backend):
+        cfg = load_config(CONFIGS / "X3D.yaml", [
+            *tiny_train_args(prepared_videos, tmp_path / name, "NUM_GPUS", "1", "MODEL.NUM_CLASSES", "20",
+                             "BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1.0",
+                             "TENSORBOARD.ENABLE", "False", "DATA.DECODING_BACKEND", name, "DATA_LOADER.NUM_WORKERS",
+                             "0")])
+        results[name] = train.run(cfg)
+    for name, result in results.items():
+        assert result["decoding_backend"] == name and result["decode_failures"] == 0
+        assert len(result["evals"]) == 1 and result["device_type"] == "cuda"

@@ -227,10 +227,9 @@ def run_study(args, out: Callable[[str], None] = print, record=None,
                  f"{args.seed}; PyTorchVideo's crop from its own generator per (clip, repetition)); vmb_train: "
                  f"VMB's dataset draws its own span and crop from its per-sample seeding (seed {args.seed}, "
                  f"epoch = repetition, index = clip)",
-        "augment": next((f"augment on device = vmb.data.augment.apply_clip_augment on one CPU thread per clip "
-                         f"(decoded clips prepared beforehand; parameters from {c.fn.params_from})"
-                         for c in cells if c.pipeline == "augment_device" and getattr(c.fn, "params_from", None)),
-                        None),
+        "augment": "augment on device = vmb.data.augment.apply_clip_augment on one CPU thread per clip (decoded "
+                   "clips prepared beforehand; parameters from the dataset's samples)"
+                   if any(c.pipeline == "augment_device" for c in cells) else None,
         "pytorchvideo": "EncodedVideo.from_path(decoder='pyav').get_clip(span) + uniform temporal subsample + "
                         "short-side scale to a random size in the jitter range and random crop (random resized "
                         "crop for an RRC config) + flip, in torch ops; no RandAugment, erasing or normalisation",

@@ -144,17 +144,6 @@ def device_augment():
     return getattr(module, "apply_clip_augment", None)
 
 
-def split_sample(sample) -> tuple[torch.Tensor, object]:
-    """(clip, augment parameters or None) of a dataset sample: the parameters are the sample's tensor or array
-    other than the clip (1-D per sample), when the dataset returns them."""
-    clip, params = sample[0], None
-    for item in sample[1:]:
-        if isinstance(item, (torch.Tensor, np.ndarray)) and item.ndim == 1:
-            params = torch.as_tensor(item)
-            break
-    return clip, params
-
-
 def make_fns(spec: ClipSpec, spans: Spans, paths: list[str], dataset: KineticsDataset,
              augment: Callable | None, record: Callable | None = None,
              torchcodec_dataset: KineticsDataset | None = None) -> dict[str, ClipFn]:
@@ -185,30 +174,14 @@ def make_fns(spec: ClipSpec, spans: Spans, paths: list[str], dataset: KineticsDa
 
 
 def _augment_fn(dataset: KineticsDataset, augment: Callable, num_clips: int) -> ClipFn:
-    """Device-side augmentation of one clip on the CPU, over samples the dataset made (decoded on the first
-    call, once per clip, so only the augmentation is timed). A dataset that does not return augment parameters
-    yet gets them drawn here with `vmb.data.augment.draw_clip_augment` (its RandAugment then also runs in the
-    dataset row)."""
+    """Device-side augmentation of one clip on the CPU, over the samples the dataset made and the parameters it
+    drew for them (decoded on the first call, once per clip, so only the augmentation is timed)."""
     samples: list = []
 
     def run(clip: int, rep: int):
         if not samples:
-            for index in range(num_clips):
-                frames, params = split_sample(dataset[(0, index)])
-                samples.append((frames, _draw_params(dataset.clip, frames, index) if params is None else params))
-                run.params_from = "the dataset's samples" if params is not None else \
-                    "draw_clip_augment in this tool (the dataset does not return them yet)"
+            samples.extend((sample[0], sample[3]) for sample in (dataset[(0, index)] for index in range(num_clips)))
         frames, params = samples[clip]
         return augment(frames[None], params[None])
 
-    run.params_from = None
     return run
-
-
-def _draw_params(spec: ClipSpec, frames: torch.Tensor, index: int) -> torch.Tensor:
-    from vmb.data.augment import draw_clip_augment
-
-    num_ops, magnitude, magnitude_std = spec.rand_augment or (0, 0.0, 0.0)
-    rng = np.random.default_rng((index, 2))
-    return draw_clip_augment(rng, num_ops, magnitude, magnitude_std, spec.erase_prob, *frames.shape[-2:],
-                             rand_augment=spec.rand_augment is not None)
