@@ -105,6 +105,8 @@ def check_result(result: dict, iters: int, warmup: int, batch: int) -> None:
     assert s_iter["min"] <= s_iter["p50"] <= s_iter["p95"] <= s_iter["max"]
     assert result["clips_per_s"] == pytest.approx(batch / s_iter["mean"])
     assert result["peak_memory_mib"] > 0 and "RSS" in result["peak_memory"]
+    # GPU figures are None on the CPU: not measured, never 0.
+    assert result["gpu_utilization_pct"] is None and result["host_syncs_per_step"] is None
     overhead = result["overhead"]
     assert overhead["ratio"] > 0 and overhead["rounds"] == 2 and len(overhead["round_ratios"]) == 2
     assert overhead["ratio_min"] <= overhead["ratio"] <= overhead["ratio_max"]

@@ -14,6 +14,17 @@ NOT_MEASURED_NVML = "not measured: NVML or its energy counter is unavailable on 
 NOT_MEASURED_RESUMED = "not measured: the run was resumed (the energy of its interrupted attempts is unknown)"
 
 
+def nvml_handle(device: torch.device):
+    """(pynvml module, NVML handle) of a CUDA device's GPU, found by PCI bus id (robust to CUDA_VISIBLE_DEVICES
+    ordering); raises where nvidia-ml-py, the NVML library or the device is missing."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    props = torch.cuda.get_device_properties(device)
+    bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+    return pynvml, pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+
+
 class GpuEnergy:
     """The energy counter of the GPU `device` (a CUDA device of this process), or of none."""
 
@@ -23,13 +34,8 @@ class GpuEnergy:
         if device.type != "cuda":
             return
         try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            props = torch.cuda.get_device_properties(device)
-            bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-            self._handle, self._pynvml = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id), pynvml
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)  # raises where the counter is missing
+            self._pynvml, self._handle = nvml_handle(device)
+            self._pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)  # raises where the counter is missing
         except Exception:  # ImportError, NVMLError (no library, no such device, not supported): not measured
             self._handle, self.unavailable = None, NOT_MEASURED_NVML
 

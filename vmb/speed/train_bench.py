@@ -54,12 +54,14 @@ from vmb.errors import ConfigError
 from vmb.models.build import build_model
 from vmb.models.zoo import get_zoo_model
 from vmb.record.system import describe_system, system_line
+from vmb.speed.gpu_monitor import UtilizationSampler, count_host_syncs
 from vmb.speed.latency import percentile
 from vmb.speed.memory import is_oom
 
 GOAL_OVERHEAD = 1.03  # VMB's step may cost at most 3 % more than the bare loop's
 ZOO_BATCH_SIZE = 8  # --model's default batch (MMAction2's speed tables: 8 clips per GPU)
 ZOO_NUM_CLASSES = 400  # zoo models keep their published Kinetics-400 head
+SYNC_COUNT_ITERS = 5  # iterations run under the sync debug mode after the timed ones (CUDA)
 Clips = torch.Tensor | list[torch.Tensor]
 Batch = tuple[Clips, torch.Tensor, torch.Tensor | None]  # clips, labels, augment parameters (None: float clips)
 
@@ -72,11 +74,15 @@ def seconds_stats(values: Sequence[float]) -> dict[str, float]:
 
 @dataclass
 class IterTimes:
-    """Seconds of each timed iteration, in order: waiting for data, the step, and the whole iteration."""
+    """Seconds of each timed iteration, in order: waiting for data, the step, and the whole iteration; on CUDA
+    also the GPU's mean NVML utilisation over the timed iterations, and the host syncs per iteration counted
+    after them (None where not measured)."""
 
     data: list[float] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
+    gpu_utilization_pct: float | None = None
+    host_syncs_per_step: float | None = None
 
     def count(self) -> int:
         """Iterations complete in every list (an interrupted one is in `data` only)."""
@@ -137,12 +143,24 @@ def time_iterations(batches: Iterator, step: Callable[[Any], None], count: int, 
 def measure(batches: Iterator, step: Callable[[Any], None], iters: int, warmup: int, device: torch.device,
             into: IterTimes) -> None:
     """`warmup` untimed iterations, then `iters - warmup` timed ones into `into`; CUDA's peak memory counter
-    restarts after the warm-up."""
+    restarts after the warm-up. On CUDA, NVML samples the GPU's utilisation during the timed iterations, and
+    SYNC_COUNT_ITERS more iterations (batch and step) run under torch's sync debug mode, which counts the
+    host synchronisations of the training loop's thread (separately, so that the warnings cost no timed time)."""
     for _ in range(warmup):
         step(next(batches))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    time_iterations(batches, step, iters - warmup, device, into)
+    utilization = UtilizationSampler(device)
+    utilization.start()
+    try:
+        time_iterations(batches, step, iters - warmup, device, into)
+    finally:
+        into.gpu_utilization_pct = utilization.stop()
+    if device.type == "cuda":
+        with count_host_syncs(device) as syncs:
+            for _ in range(SYNC_COUNT_ITERS):
+                step(next(batches))
+        into.host_syncs_per_step = syncs.count / SYNC_COUNT_ITERS
 
 
 @dataclass
@@ -414,6 +432,7 @@ def make_result(result: dict, times: IterTimes, rounds: list[tuple[float, float]
         compute_s=seconds_stats(compute) if n else None,
         clips_per_s=result["batch_size"] / statistics.fmean(total) if n else None,
         peak_memory_mib=memory_mib, peak_memory=memory_kind,
+        gpu_utilization_pct=times.gpu_utilization_pct, host_syncs_per_step=times.host_syncs_per_step,
         overhead=overhead_summary(rounds, round_steps, device),
         per_iteration={"data_s": data, "compute_s": compute, "total_s": total})
     return result
@@ -434,6 +453,12 @@ def format_result(r: dict) -> str:
             lines.append(f"{label:<22}{s['mean']:>9.4f}{s['p50']:>9.4f}{s['p95']:>9.4f}")
         lines.append(f"clips/s               {r['clips_per_s']:.2f}")
     lines.append(f"peak memory           {r['peak_memory_mib']:.0f} MiB ({r['peak_memory']})")
+    if r["device"].startswith("cuda"):
+        utilization, syncs = r["gpu_utilization_pct"], r["host_syncs_per_step"]
+        lines.append(f"GPU utilisation       {'not measured' if utilization is None else f'{utilization:.0f} %'} "
+                     "(NVML, timed iterations)")
+        lines.append(f"host syncs per step   {'not measured' if syncs is None else f'{syncs:g}'} "
+                     f"(torch's sync debug mode, {SYNC_COUNT_ITERS} iterations after the timed ones)")
     o = r["overhead"]
     if o:
         verdict = "meets" if o["meets_goal"] else "misses"
