@@ -5,9 +5,10 @@ decode the whole batch on this process's own GPU (`KineticsDataset.load_batch`: 
 or one DALI pipeline run per batch), while the training loop trains on the batch before: decoding batch k + 1
 overlaps training on batch k, through a queue `depth` batches deep. Frames never leave the device.
 
-CUDA: the thread decodes on a stream of its own. The loop's stream waits for each batch's event (no host sync),
-and the batch's memory is recorded as in use by the loop's stream, so that the caching allocator does not give
-it to the next batch while training still reads it. CUDA contexts are per process, so this thread (unlike a
+CUDA: the thread decodes on a stream of its own and copies the labels there too (from pinned memory). The loop's
+stream waits for each batch's event (no host sync), and the batch's clips and labels are recorded as in use by the
+loop's stream, so that the caching allocator does not give their memory to the next batch while training still
+reads it. CUDA contexts are per process, so this thread (unlike a
 forked data-loader worker) can use the GPU.
 
 Order: the sampler's keys cut into batches of `batch_size` (the last one shorter unless `drop_last`), as a
@@ -27,7 +28,8 @@ from torch.utils.data import Sampler
 
 from vmb.data.kinetics import KineticsDataset
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # clips, labels, failures, augment
+# clips (N, C, T, H, W) uint8 and labels (N,) on the device; failed decodes (N,) and augment (N, P) on the host
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class DeviceBatches:
@@ -66,7 +68,8 @@ class DeviceBatches:
                 if cuda:
                     stream = torch.cuda.current_stream(self.device)
                     stream.wait_event(ready)  # on the device: the host does not wait
-                    batch[0].record_stream(stream)
+                    for tensor in batch[:2]:  # clips and labels, on the device
+                        tensor.record_stream(stream)
                 yield batch
         finally:
             stop.set()
@@ -98,8 +101,13 @@ class DeviceBatches:
                     if stop.is_set():
                         return
                     batch = self.dataset.load_batch(chunk)
-                    ready = torch.cuda.Event() if side_stream is not None else None
-                    if ready is not None:
+                    ready = None
+                    if side_stream is not None:
+                        clips, labels, failures, augment = batch
+                        # The labels too, from pinned memory: a copy from pageable memory would make CUDA wait for
+                        # the loop's stream first, a host sync in every step.
+                        batch = clips, labels.pin_memory().to(self.device, non_blocking=True), failures, augment
+                        ready = torch.cuda.Event()
                         ready.record(side_stream)
                     if not put((batch, ready)):
                         return

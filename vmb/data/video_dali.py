@@ -9,7 +9,7 @@ and a list of frame indices per clip go in through `fn.external_source`, `fn.dec
 frames=...)` decodes every clip of the batch in one run, and each clip's frames are copied, on the current CUDA
 stream, into a torch tensor on the same GPU, where the clip's box is cut and resized: the frames never leave the
 device. vmb.data.device_loader calls it from a thread of the training process one batch ahead, so the thread is the
-prefetch; the pipeline itself runs synchronously.
+prefetch; the pipeline's own prefetch queue is one batch deep (one batch fed per run).
 
 Why DALI can reproduce VMB's sampling exactly: `frames` takes any list of frame indices per sample (any order,
 repeats allowed). VMB draws the clip's instants itself (TARGET_FPS grid, start from its seeded generator), and on a
@@ -171,7 +171,7 @@ def _batch_capacity(clips: int) -> int:
     return 1 << max(0, clips - 1).bit_length()
 
 
-@pipeline_def(num_threads=2, prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
+@pipeline_def(num_threads=2, prefetch_queue_depth=1)  # one batch fed per run; DALI's default executor otherwise
 def _clip_pipeline():
     """Encoded file bytes and per-clip frame indices in, each clip's decoded RGB frames (on the GPU) out."""
     encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
