@@ -30,6 +30,20 @@ setup(
         "PyYAML>=6.0",
         "nvidia-ml-py>=12.535",  # NVML: GPU energy over the timed run (imported on CUDA only)
     ],
+    # One console script per command (vmb/cli/); tools/*.py are aliases of the same functions.
+    entry_points={"console_scripts": [
+        "vmb-train = vmb.cli.run_net:main",
+        "vmb-test = vmb.cli.test_net:main",
+        "vmb-score = vmb.cli.score:main",
+        "vmb-package = vmb.cli.package:main",
+        "vmb-model-info = vmb.cli.model_info:main",
+        "vmb-make-synthetic = vmb.cli.make_synthetic:main",
+        "vmb-prepare-kinetics20 = vmb.cli.prepare_kinetics20:main",
+        "vmb-bench-loader = vmb.cli.bench_loader:main",
+        "vmb-bench-train = vmb.cli.bench_train:main",
+        "vmb-bench-infer = vmb.cli.bench_infer:main",
+        "vmb-system-check = vmb.cli.system_check:main",
+    ]},
     extras_require={
         # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17"],

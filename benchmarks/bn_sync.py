@@ -31,15 +31,14 @@ from pathlib import Path
 from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 
-from vmb.config import load_config  # noqa: E402
-from vmb.engine import distributed  # noqa: E402
-from vmb.models.build import build_model  # noqa: E402
+from vmb.config import load_config
+from vmb.engine import distributed
+from vmb.models.build import build_model
 
 PROCESSES, WARMUP = 2, 2
 

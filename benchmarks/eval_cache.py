@@ -18,16 +18,15 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from vmb.config import load_config  # noqa: E402
-from vmb.data.loader import build_loaders, num_workers_here, usable_cores  # noqa: E402
-from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset  # noqa: E402
-from vmb.engine.distributed import cpu_threads  # noqa: E402
-from vmb.engine.evaluate import evaluate  # noqa: E402
-from vmb.models.build import build_model  # noqa: E402
+from vmb.config import load_config
+from vmb.data.loader import build_loaders, num_workers_here, usable_cores
+from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.engine.distributed import cpu_threads
+from vmb.engine.evaluate import evaluate
+from vmb.models.build import build_model
 
 
 def time_passes(cfg_file: str, opts: list[str], cache: bool, passes: int,

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from vmb.record.runlog import RUN_LOG, read_events  # noqa: E402  (after the path is set)
+from vmb.record.runlog import RUN_LOG, read_events
 
 
 def last_event(out_dir: Path) -> str:

@@ -16,6 +16,7 @@ is skipped. One intra-op thread by default (`--threads`), as the test suite runs
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
@@ -25,12 +26,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests" / "data"))
+from vmb.data import augment as A
 
-from randaugment_reference import reference_apply_clip_augment  # noqa: E402  (after the path is set)
-from vmb.data import augment as A  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_reference() -> Callable:
+    """The previous per-clip implementation, kept as the tests' reference (tests/data/randaugment_reference.py),
+    loaded from its file."""
+    spec = importlib.util.spec_from_file_location("randaugment_reference",
+                                                  REPO_ROOT / "tests" / "data" / "randaugment_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.reference_apply_clip_augment
+
+
+reference_apply_clip_augment = _load_reference()
 
 Apply = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

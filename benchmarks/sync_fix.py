@@ -20,10 +20,9 @@ from typing import Sequence
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from vmb.config import load_config  # noqa: E402  (after the path is set)
-from vmb.engine import evaluate, train  # noqa: E402
+from vmb.config import load_config
+from vmb.engine import evaluate, train
 
 
 def normalize_per_call(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

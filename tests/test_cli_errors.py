@@ -180,7 +180,7 @@ def test_corrupt_val_video_stops_the_run_before_run_start(cli_results):
 
 
 def test_one_line_unwraps_data_loader_worker_errors():
-    from vmb.cli import one_line
+    from vmb.errors import one_line
     from vmb.errors import DataError
 
     wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
@@ -192,7 +192,7 @@ def test_one_line_unwraps_data_loader_worker_errors():
 
 
 def test_run_net_in_process_reports_config_error(capsys):
-    from vmb.cli import run_net
+    from vmb.cli.run_net import main as run_net
 
     assert run_net(["--cfg", "does/not/exist.yaml"]) == 2
     err = capsys.readouterr().err
@@ -200,7 +200,7 @@ def test_run_net_in_process_reports_config_error(capsys):
 
 
 def test_run_net_exit_status_says_whether_the_target_was_reached(tmp_path, capsys):
-    from vmb.cli import run_status
+    from vmb.cli.run_net import run_status
 
     assert run_status(tmp_path) == 0  # no result.json here (another machine's rank): rank 0 decides
     (tmp_path / "result.json").write_text(json.dumps({"status": "success"}))

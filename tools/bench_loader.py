@@ -1,7 +1,7 @@
 """Format and loader study: python tools/bench_loader.py [--cfg CONFIG ...] [--clips N] [--json FILE]"""
 import sys
 
-from vmb.cli import bench_loader
+from vmb.cli.bench_loader import main
 
 if __name__ == "__main__":
-    sys.exit(bench_loader())
+    sys.exit(main())

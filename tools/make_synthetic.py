@@ -6,7 +6,7 @@ Examples: python tools/make_synthetic.py
 """
 import sys
 
-from vmb.cli import make_synthetic
+from vmb.cli.make_synthetic import main
 
 if __name__ == "__main__":
-    sys.exit(make_synthetic())
+    sys.exit(main())

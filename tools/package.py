@@ -1,7 +1,7 @@
 """Package VMB runs into a verifiable submission: python tools/package.py RUNS... -o DIR"""
 import sys
 
-from vmb.cli import package
+from vmb.cli.package import main
 
 if __name__ == "__main__":
-    sys.exit(package())
+    sys.exit(main())

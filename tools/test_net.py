@@ -2,7 +2,7 @@
 [--precision fp32,bf16] [--json FILE] [KEY VALUE ...]"""
 import sys
 
-from vmb.engine.multiview import main
+from vmb.cli.test_net import main
 
 if __name__ == "__main__":
     sys.exit(main())

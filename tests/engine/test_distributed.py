@@ -109,13 +109,13 @@ def test_one_rule_for_processes_per_node(monkeypatch):
 
 def test_test_net_starts_one_process_per_gpu(monkeypatch, tmp_path):
     """tools/test_net.py with NUM_GPUS 4 (no launcher) starts 4 processes, as run_net does."""
-    from vmb.engine import multiview
+    from vmb.cli import test_net
 
     _launcher_env(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     launched = []
     monkeypatch.setattr(distributed, "launch", lambda processes, fn, *args: launched.append((processes, fn)))
-    assert multiview.main(["--cfg", "configs/smoke/X3D.yaml", "--checkpoint", str(tmp_path / "c.pyth"),
+    assert test_net.main(["--cfg", "configs/smoke/X3D.yaml", "--checkpoint", str(tmp_path / "c.pyth"),
                            "NUM_GPUS", "4"]) == 0
-    assert launched == [(4, multiview._spawned_test)]
+    assert launched == [(4, test_net._spawned_test)]

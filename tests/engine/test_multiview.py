@@ -16,7 +16,8 @@ from vmb.data.loader import build_loaders
 from vmb.engine import train
 from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from vmb.engine.evaluate import evaluate
-from vmb.engine.multiview import main, topk_correct, view_scores
+from vmb.cli.test_net import main
+from vmb.engine.multiview import topk_correct, view_scores
 from vmb.errors import ConfigError
 from vmb.models.build import build_model
 

@@ -15,7 +15,7 @@ from vmb.record import provenance
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCORE = "import sys; from vmb.cli import score; sys.exit(score(sys.argv[1:]))"
+SCORE = "import sys; from vmb.cli.score import main; sys.exit(main(sys.argv[1:]))"
 WHERE = ("from vmb.record import provenance, rules; "
          "print(rules.CONFIG_DIR); print(provenance.code_provenance()['source_digest'])")
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from vmb.models import zoo
-from vmb.speed.infer import main, time_iterations, unsupported
+from vmb.cli.bench_infer import main
+from vmb.speed.infer import time_iterations, unsupported
 from vmb.speed.infer_report import CSV_FIELDS
 from vmb.speed.latency import percentile, summarize
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmb.cli import bench_loader
+from vmb.cli.bench_loader import main as bench_loader
 from vmb.config import load_config
 from vmb.data.formats import CANDIDATES
 from vmb.data.loader import clip_spec_from_cfg

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from vmb.speed import train_bench
-from vmb.speed.train_bench import IterTimes, main, measure, seconds_stats, time_iterations
+from vmb.cli.bench_train import main
+from vmb.speed.train_bench import IterTimes, measure, seconds_stats, time_iterations
 
 CPU = torch.device("cpu")
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from vmb.cli import exit_on_error
 from vmb.engine.precision import PRECISIONS, unsupported
 from vmb.engine.precision import autocast as precision_autocast
 from vmb.errors import ConfigError
@@ -233,27 +231,3 @@ def make_header(args: argparse.Namespace) -> dict:
             "numerics": set_numerics(args.device), "iters": args.iters, "seconds": args.seconds,
             "warmup": args.warmup, "channels_last": args.channels_last, "compile": args.compile,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": {}}
-
-
-@exit_on_error
-def main(argv: Sequence[str] | None = None) -> int:
-    """`tools/bench_infer.py`: exit status 0, 2 for a usage error, 130 if interrupted (finished cells kept)."""
-    from vmb.speed import infer_report
-
-    args = build_parser().parse_args(argv)
-    check_args(args)
-    infer_report.prepare_outputs([args.json, args.csv], args.report)
-    header = make_header(args)
-    rows, interrupted = run_cells(args, header, lambda line: print(line, file=sys.stderr, flush=True))
-    document = {"header": header, "interrupted": interrupted, "cells": rows}
-    print(infer_report.format_text(document))
-    written = []
-    if args.json:
-        written.append(infer_report.write_json(document, args.json))
-    if args.csv:
-        written.append(infer_report.write_csv(rows, args.csv))
-    if args.report:
-        written += infer_report.write_report(document, args.report)
-    if written:
-        print(f"written: {', '.join(map(str, written))}")
-    return 130 if interrupted else 0

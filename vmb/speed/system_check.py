@@ -35,7 +35,6 @@ the synthetic-input bench (the config's precision, else fp32) and the measured c
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -56,8 +55,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from vmb.cli import exit_on_error
-from vmb.errors import ConfigError
 
 if TYPE_CHECKING:
     from fvcore.common.config import CfgNode
@@ -1171,32 +1168,3 @@ def run_check(out: Path, budget_min: float, log: Callable[[str], None] = print,
     if runner.interrupted:
         return 130
     return 1 if any(c["status"] in ("failed", "timeout") for c in report.cells) else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line of tools/system_check.py."""
-    parser = argparse.ArgumentParser(
-        description="Every GPU figure VMB needs from this machine (environment, CUDA tests, dry runs per decoding "
-                    "backend, training and inference speed, NCCL bandwidth, CPU cores per GPU) within a time "
-                    "budget; writes system_check.json and system_check.md to --out.")
-    parser.add_argument("--out", required=True, help="output folder (created if missing; its data/ is reused)")
-    parser.add_argument("--budget-min", type=float, default=8.0,
-                        help="wall-clock budget of the whole command in minutes (default: %(default)s)")
-    return parser
-
-
-@exit_on_error
-def main(argv: Sequence[str] | None = None) -> int:
-    """`tools/system_check.py`. Exit status 0 (every cell that ran is ok), 1 (a cell failed or timed out), 2 (a
-    usage error), 130 (Ctrl-C; what finished is written)."""
-    args = build_parser().parse_args(argv)
-    if not args.budget_min > 0:
-        raise ConfigError(f"--budget-min {args.budget_min:g}: must be a positive number of minutes")
-    out = Path(args.out).resolve()
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {args.out} is a file: give a folder (it is created if missing)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {args.out}: cannot create the folder ({exc.strerror})") from None
-    return run_check(out, args.budget_min)

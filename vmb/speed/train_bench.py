@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import resource
 import statistics
 import sys
@@ -36,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from fvcore.common.config import CfgNode
 
-from vmb.cli import exit_on_error
 from vmb.config import load_config
 from vmb.data.augment import draw_clip_augment
 from vmb.data.loader import build_loaders, clip_spec_from_cfg, num_workers_here, per_process_batch, usable_cores
@@ -56,7 +54,6 @@ from vmb.models.zoo import get_zoo_model
 from vmb.record.system import describe_system, system_line
 from vmb.speed.gpu_monitor import UtilizationSampler, count_host_syncs
 from vmb.speed.latency import percentile
-from vmb.speed.memory import is_oom
 
 GOAL_OVERHEAD = 1.03  # VMB's step may cost at most 3 % more than the bare loop's
 ZOO_BATCH_SIZE = 8  # --model's default batch (MMAction2's speed tables: 8 clips per GPU)
@@ -468,38 +465,3 @@ def format_result(r: dict) -> str:
     if r["status"] != "ok":
         lines.append(f"status: {r['status']}")
     return "\n".join(lines)
-
-
-@exit_on_error
-def main(argv: Sequence[str] | None = None) -> int:
-    """`tools/bench_train.py`. Exit status 0; 1 out of memory; 2 a usage error; 130 interrupted (what was
-    measured is still reported)."""
-    args = build_parser().parse_args(argv)
-    check_args(args)
-    device = pick_device(args.device)
-    result = {"status": "ok", "model": args.model, "config": args.cfg, "device": str(device),
-              "iters": args.iters, "warmup": args.warmup}
-    times, rounds, code = IterTimes(), [], 0
-    threads = torch.get_num_threads()
-    try:
-        setup = build_setup(args, device, result)
-        measure(setup.batches, lambda batch: vmb_step(setup.trainer, batch), args.iters, args.warmup, device, times)
-        compare_overhead(setup.trainer, setup.batch, setup.bare_input, args.rounds, args.round_steps, rounds)
-    except KeyboardInterrupt:
-        result["status"], code = "interrupted: the iterations and rounds finished so far are reported", 130
-    except (RuntimeError, MemoryError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-        if not is_oom(exc):
-            raise
-        result["status"], code = (f"out of memory at batch size {result.get('batch_size')} "
-                                  f"({result.get('precision')}): try a smaller --batch-size"), 1
-    finally:
-        torch.set_num_threads(threads)
-    if "system" not in result:  # stopped before the model was built: nothing to report
-        print(result["status"], file=sys.stderr)
-        return code
-    make_result(result, times, rounds, args.round_steps, device)
-    print(format_result(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"JSON written to {args.json}")
-    return code
