@@ -20,7 +20,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-from vmb.record.runlog import RUN_LOG, read_events
+from vmb.record.runlog import read_events
+
+from vmb.record.schema import RUN_LOG
 
 
 def last_event(out_dir: Path) -> str:

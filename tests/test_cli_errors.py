@@ -14,7 +14,9 @@ import sys
 
 import pytest
 
-from vmb.record.runlog import RUN_START, RUN_STOP, RunLog
+from vmb.record.runlog import RunLog
+
+from vmb.record.schema import RUN_START, RUN_STOP
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_NET = REPO_ROOT / "tools" / "run_net.py"

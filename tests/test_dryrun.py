@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from vmb import cli
+from vmb.cli import make_synthetic, run_net, score
 from vmb.record import rules
 from vmb.config import flat_items, load_config
 from vmb.data.manifest import read_manifest
@@ -39,7 +39,7 @@ def dryrun_data(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("data") / "dryrun"
     argv = ["--profile", "kinetics", "--out", str(out), "--train-per-class", "1", "--val-per-class", "1",
             "--seconds", "0.3", "--workers", "2"]
-    assert cli.make_synthetic(argv) == 0
+    assert make_synthetic.main(argv) == 0
     return out
 
 
@@ -49,7 +49,7 @@ def dryrun_run(dryrun_data: pathlib.Path, tmp_path_factory: pytest.TempPathFacto
     out = tmp_path_factory.mktemp("runs") / "dryrun_x3d_m"
     argv = ["--cfg", str(DRYRUN["dryrun_x3d_m"]), *TINY_X3D, "DATA.PATH_TO_DATA_DIR", str(dryrun_data),
             "OUTPUT_DIR", str(out)]
-    assert cli.run_net(argv) == 1  # the target (100 %) is never reached: status aborted, exit status 1
+    assert run_net.main(argv) == 1  # the target (100 %) is never reached: status aborted, exit status 1
     return out
 
 
@@ -75,7 +75,7 @@ def test_make_synthetic_kinetics_profile(dryrun_data: pathlib.Path, capsys: pyte
     assert len((dryrun_data / "train.csv").read_text().splitlines()) == 20
     # Asking again for the same set is a no-op; for another one without --force, a one-line error.
     capsys.readouterr()
-    assert cli.make_synthetic(["--profile", "kinetics", "--out", str(dryrun_data), "--seed", "1"]) == 2
+    assert make_synthetic.main(["--profile", "kinetics", "--out", str(dryrun_data), "--seed", "1"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--force" in error
 
@@ -91,5 +91,5 @@ def test_dryrun_trains_end_to_end(dryrun_run: pathlib.Path) -> None:
 
 def test_score_rejects_a_dryrun(dryrun_run: pathlib.Path, capsys: pytest.CaptureFixture) -> None:
     capsys.readouterr()
-    assert cli.score([str(dryrun_run)]) == 1
+    assert score.main([str(dryrun_run)]) == 1
     assert "unknown benchmark 'dryrun_x3d_m'" in capsys.readouterr().out

@@ -6,6 +6,7 @@ These tests train real models; each takes seconds to tens of seconds on two CPU 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import pathlib
@@ -20,11 +21,13 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import vmb
-from vmb.record.runlog import RESUME, effective_evals, read_events
+from vmb.record.runlog import read_events
+from vmb.record.schema import RESUME, effective_evals
 from vmb.config import config_digest, load_config
 from vmb.data.kinetics import KineticsDataset
 from vmb.engine import step, train
-from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vmb.engine.checkpoint import load_checkpoint
+from vmb.record.schema import CHECKPOINT_FILE, Result
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest
 
@@ -33,10 +36,7 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_NET = REPO_ROOT / "tools" / "run_net.py"
 VAL_SIZE, TRAIN_SIZE = 7, 16
-RESULT_FIELDS = {"benchmark", "arch", "status", "time_to_target_s", "target_top1", "best_top1", "epochs",
-                 "n_devices", "device_type", "global_batch_size", "seed", "config_digest", "dataset_fingerprint",
-                 "vmb_version", "num_workers", "decoding_backend", "data_wait_fraction", "data_wait_fraction_per_epoch",
-                 "division", "source_digest", "git_commit", "git_dirty", "energy_j", "energy_note"}
+RESULT_FIELDS = {f.name for f in dataclasses.fields(Result)}  # result.json holds exactly these
 UNPREPARED = r"unprepared:sha256:[0-9a-f]{64}"  # the tiny dataset has no manifest.json
 
 
@@ -104,7 +104,7 @@ def check_run_log(out_dir: pathlib.Path, result: dict) -> list:
 
 def check_result(out_dir: pathlib.Path, cfg, result: dict, n_devices: int = 1) -> None:
     on_disk = json.loads((out_dir / "result.json").read_text())
-    assert RESULT_FIELDS <= set(on_disk), RESULT_FIELDS - set(on_disk)
+    assert set(on_disk) == RESULT_FIELDS, set(on_disk) ^ RESULT_FIELDS
     if result is not None:
         assert on_disk == json.loads(json.dumps(result))
     assert on_disk["benchmark"] == cfg.BENCHMARK.NAME
@@ -192,7 +192,7 @@ def test_unreachable_target_aborts(tiny_videos_dir, tmp_path, smoke_config, tiny
     events = check_run_log(out, result)
     assert [e.metadata["epoch_num"] for e in keys(events, "epoch_start")] == [1]
     assert [e.value for e in keys(events, "vmb_decode_failures")] == [0]
-    state = load_checkpoint(out / CHECKPOINT_NAME)
+    state = load_checkpoint(out / CHECKPOINT_FILE)
     assert state["epoch"] == 1
     assert (state["run_start_ms"], state["precision"]) == (result["run_start_ms"], "fp32")  # bound to its run
     # A finished run folder is never reused.
@@ -313,7 +313,7 @@ def test_resume_after_interruption(tiny_videos_dir, tmp_path, smoke_config, tiny
     first = events_of(out)
     assert len(keys(first, "run_start")) == 1 and not keys(first, "run_stop")
     assert not (out / "result.json").exists()
-    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 1
+    assert load_checkpoint(out / CHECKPOINT_FILE)["epoch"] == 1
     first_start = keys(first, "run_start")[0].time_ms
 
     result = train.run(cfg)  # the same command again
@@ -330,7 +330,7 @@ def test_resume_after_interruption(tiny_videos_dir, tmp_path, smoke_config, tiny
     # The evaluation before the interruption is kept in the result.
     assert [e["epoch"] for e in result["evals"]] == pytest.approx([1.0, 2.0, 3.0])
     assert result["status"] == "aborted" and result["epochs"] == pytest.approx(3.0)
-    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 3
+    assert load_checkpoint(out / CHECKPOINT_FILE)["epoch"] == 3
     # The time to target includes the interrupted part.
     assert result["time_to_target_s"] >= (keys(first, "eval_accuracy")[-1].time_ms - first_start) / 1000.0
     check_result(out, cfg, result)

@@ -21,7 +21,7 @@ import pytest
 
 from fake_k400 import (AV1_ENCODER, DUPLICATE_ROWS, FAKE_CLIPS, MALFORMED_ROWS, ROTATION_DEGREES, VFR_LEVEL_STEP,
                        VFR_TIMES_MS, FakeClip, write_annotations, write_clip, write_fake_k400)
-from vmb import cli
+from vmb.cli import prepare_kinetics20
 from vmb.data import prepare
 from vmb.data.formats import FORMAT_VERSION, PREPARED
 from vmb.data.k400 import CLASSES, class_folder, index_sources, read_annotations
@@ -368,7 +368,7 @@ def test_command_prepares_the_benchmark_format(tmp_path: Path, capsys: pytest.Ca
     clips = tuple(c for c in FAKE_CLIPS if c.clip_id in ("h264mp4-001_000000_000010", "vp9webm-101_000000_000010"))
     write_fake_k400(tmp_path / "k400", clips)
     out = tmp_path / "kinetics20"
-    assert cli.prepare_kinetics20(["--k400", str(tmp_path / "k400"), "--out", str(out), "--workers", "1"]) == 0
+    assert prepare_kinetics20.main(["--k400", str(tmp_path / "k400"), "--out", str(out), "--workers", "1"]) == 0
     manifest = read_manifest(out)
     assert manifest["params"]["format"] == PREPARED.as_dict()
     assert f"fingerprint {manifest['fingerprint']}" in capsys.readouterr().out
@@ -394,6 +394,6 @@ def test_command_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         (k400 / "annotations/val.csv").write_text("youtube_id,label,time_start,split\nabc,yoga,0,val\n")
     if case == "not utf-8":
         (k400 / "annotations/train.csv").write_bytes(b"label,youtube_id,time_start,time_end\ncaf\xe9,abc,0,10\n")
-    status = cli.prepare_kinetics20(["--k400", str(k400), "--out", str(tmp_path / "out"), "--workers", "1"])
+    status = prepare_kinetics20.main(["--k400", str(k400), "--out", str(tmp_path / "out"), "--workers", "1"])
     err = capsys.readouterr().err
     assert status == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1, err

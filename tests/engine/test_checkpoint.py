@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from vmb.engine.checkpoint import load_checkpoint, save_checkpoint
+from vmb.record.schema import CHECKPOINT_FILE
 from vmb.errors import VMBError
 
 
@@ -22,7 +23,7 @@ def make_state():
 
 def test_round_trip(tmp_path):
     state = make_state()
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, state)
     loaded = load_checkpoint(path)
     assert loaded["epoch"] == 3 and loaded["decode_failures"] == 2
@@ -41,15 +42,15 @@ def test_round_trip(tmp_path):
 
 
 def test_atomic_replace_and_no_temp_file(tmp_path):
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, {"epoch": 1})
     save_checkpoint(path, {"epoch": 2})
     assert load_checkpoint(path)["epoch"] == 2
-    assert os.listdir(tmp_path) == [CHECKPOINT_NAME]
+    assert os.listdir(tmp_path) == [CHECKPOINT_FILE]
 
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path):
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, {"epoch": 1})
 
     class Unpicklable:
@@ -67,7 +68,7 @@ def test_missing_returns_none(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", os.urandom(2048)])
 def test_corrupt_raises_with_path(tmp_path, content):
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     path.write_bytes(content)
     with pytest.raises(VMBError) as info:
         load_checkpoint(path)
@@ -76,10 +77,10 @@ def test_corrupt_raises_with_path(tmp_path, content):
 
 
 def test_truncated_raises(tmp_path):
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, make_state())
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(VMBError, match=CHECKPOINT_NAME):
+    with pytest.raises(VMBError, match=CHECKPOINT_FILE):
         load_checkpoint(path)
 
 
@@ -91,7 +92,25 @@ class Payload:
 
 
 def test_arbitrary_objects_are_not_unpickled(tmp_path):
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     torch.save({"epoch": 1, "obj": Payload()}, path)
     with pytest.raises(VMBError, match=str(path)):
         load_checkpoint(path)
+
+
+def test_training_state_restores_what_it_saved(tmp_path):
+    """The checkpoint's whole round trip through the one module: state -> file -> restore."""
+    from vmb.engine.checkpoint import restore, training_state
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    path = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(path, training_state(model, optimizer, scaler, 3, 2, [[0.5, 10.0]], 1234, "fp32"))
+    other = torch.nn.Linear(3, 2)
+    other_optimizer = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    assert restore(load_checkpoint(path), other, other_optimizer, scaler) == (3, 2, [[0.5, 10.0]])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert other_optimizer.state_dict()["state"][0]["momentum_buffer"].shape == (2, 3)

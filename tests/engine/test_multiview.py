@@ -14,7 +14,8 @@ import torch
 from vmb.config import load_config
 from vmb.data.loader import build_loaders
 from vmb.engine import train
-from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from vmb.engine.checkpoint import save_checkpoint
+from vmb.record.schema import CHECKPOINT_FILE
 from vmb.engine.evaluate import evaluate
 from vmb.cli.test_net import main
 from vmb.engine.multiview import topk_correct, view_scores
@@ -64,7 +65,7 @@ def trained(tiny_videos_dir, tmp_path_factory, smoke_config, tiny_train_args):
     args = tiny_train_args(tiny_videos_dir, out, "BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "1",
                            "TENSORBOARD.ENABLE", "False")
     train.run(load_config(smoke_config, args))
-    assert (out / CHECKPOINT_NAME).is_file()
+    assert (out / CHECKPOINT_FILE).is_file()
     return args, out
 
 
@@ -75,7 +76,7 @@ def test_cli_counts_every_video_once_per_precision(trained, smoke_config, tmp_pa
                  "--json", str(report_file), *args]) == 0
     table = capsys.readouterr().out
     report = json.loads(report_file.read_text())
-    assert report["checkpoint"] == str(out / CHECKPOINT_NAME) and report["epoch"] == 1
+    assert report["checkpoint"] == str(out / CHECKPOINT_FILE) and report["epoch"] == 1
     assert (report["videos"], report["clips"], report["crops"], report["views"]) == (VAL_SIZE, 2, 3, 6)
     assert [row["precision"] for row in report["results"]] == ["fp32", "bf16"]
     assert report["notes"] == ["fp16 skipped: fp16 needs a CUDA device"]
@@ -94,7 +95,7 @@ def test_one_view_is_the_runs_validation(trained, smoke_config, tmp_path):
     assert main(["--cfg", str(smoke_config), "--views", "1x1", "--json", str(report_file), *args]) == 0
     cfg = load_config(smoke_config, args)
     model = build_model(cfg)
-    model.load_state_dict(torch.load(out / CHECKPOINT_NAME, weights_only=True)["model"])
+    model.load_state_dict(torch.load(out / CHECKPOINT_FILE, weights_only=True)["model"])
     _, val_loader = build_loaders(cfg, 0, 1, torch.device("cpu"))
     correct, total = evaluate(model, val_loader, torch.device("cpu"), cfg.DATA.MEAN, cfg.DATA.STD, nullcontext())
     row = json.loads(report_file.read_text())["results"][0]
@@ -104,7 +105,7 @@ def test_one_view_is_the_runs_validation(trained, smoke_config, tmp_path):
 def test_checkpoint_of_another_architecture_is_one_line(trained, smoke_config, tmp_path, capsys):
     args, _ = trained
     mvit = build_model(load_config(smoke_config.with_name("MVIT.yaml"), ["MODEL.NUM_CLASSES", "4"]))
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, {"model": mvit.state_dict(), "epoch": 3})
     assert main(["--cfg", str(smoke_config), "--checkpoint", str(path), *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -116,7 +117,7 @@ def test_checkpoint_of_another_architecture_is_one_line(trained, smoke_config, t
 def test_checkpoint_of_another_size_names_a_reshaped_key(trained, smoke_config, tmp_path, capsys):
     args, _ = trained
     wider = build_model(load_config(smoke_config, [*args, "MODEL.NUM_CLASSES", "5"]))
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     save_checkpoint(path, {"model": wider.state_dict()})
     assert main(["--cfg", str(smoke_config), "--checkpoint", str(path), *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -128,7 +129,7 @@ def test_checkpoint_of_another_size_names_a_reshaped_key(trained, smoke_config, 
                                              (b"\x80\x02truncated", "cannot load checkpoint")])
 def test_missing_or_damaged_checkpoint_is_one_line(trained, smoke_config, tmp_path, capsys, content, message):
     args, _ = trained
-    path = tmp_path / CHECKPOINT_NAME
+    path = tmp_path / CHECKPOINT_FILE
     if content is not None:
         path.write_bytes(content)
     assert main(["--cfg", str(smoke_config), "--checkpoint", str(path), *args]) == 2

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from vmb.engine.numerics import NUMERICS, set_numerics
+from vmb.engine.numerics import set_numerics
 from vmb.record.runlog import RunLog, find, read_events
+from vmb.record.schema import NUMERICS
 
 KEYS = {"cudnn_benchmark", "cudnn_deterministic", "tf32_matmul", "tf32_conv"}
 

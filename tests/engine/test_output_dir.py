@@ -7,7 +7,8 @@ import pytest
 
 from vmb.engine.resume import prepare_output_dir
 from vmb.errors import VMBError
-from vmb.record.runlog import RESULT, RUN_LOG, RUN_START, RUN_STOP, RunLog
+from vmb.record.runlog import RunLog
+from vmb.record.schema import RESULT, RUN_LOG, RUN_START, RUN_STOP
 
 
 def write_log(out_dir, *events):

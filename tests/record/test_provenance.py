@@ -12,7 +12,8 @@ from vmb.config import config_digest, load_config
 from vmb.record import provenance, rules
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance, git_state, source_files, tree_digest
-from vmb.record.runlog import CONFIG_DIGEST, SOURCE_DIGEST, RunLog, find, read_events
+from vmb.record.runlog import RunLog, find, read_events
+from vmb.record.schema import CONFIG_DIGEST, SOURCE_DIGEST
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from vmb.record.runlog import (PREFIX, RUN_START, RUN_STOP, LogFormatError, RunLog, find, read_events)
+from vmb.record.runlog import PREFIX, LogFormatError, RunLog, find, read_events
+
+from vmb.record.schema import RUN_START, RUN_STOP
 
 
 def write_log(path, enabled=True):

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from vmb.scoring.package import MANIFEST, PackageError, collect_runs, make_package, verify_package
-from vmb.record.runlog import RUN_FILES
+from vmb.record.schema import RUN_FILES
 from vmb.scoring.assess import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")

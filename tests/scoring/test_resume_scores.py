@@ -15,7 +15,9 @@ import pytest
 
 from vmb.config import load_config
 from vmb.record import rules
-from vmb.record.runlog import CHECKPOINT, KILL_AFTER_ENV, RESUME, RUN_LOG, effective_evals, find, read_events
+from vmb.record.faults import KILL_AFTER_ENV
+from vmb.record.runlog import find, read_events
+from vmb.record.schema import CHECKPOINT, RESUME, RUN_LOG, effective_evals
 from vmb.scoring.assess import assess, check_path
 from conftest import TINY_SUITE
 

@@ -40,7 +40,7 @@ def run_status(out_dir: Path) -> int:
     """run_net's exit status for a finished run: 0 if it reached its target, 1 if it stopped without (status
     "aborted", e.g. at SOLVER.MAX_EPOCH). Read from result.json, which rank 0 writes; a process that cannot
     see it (another machine) reports 0 and leaves the verdict to rank 0."""
-    from vmb.record.runlog import RESULT
+    from vmb.record.schema import RESULT
 
     result = out_dir / RESULT
     if result.is_file() and json.loads(result.read_text()).get("status") != "success":

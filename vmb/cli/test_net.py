@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from vmb.engine import distributed
-from vmb.engine.checkpoint import CHECKPOINT_NAME
 from vmb.engine.multiview import test_checkpoint
 from vmb.engine.precision import PRECISIONS
 from vmb.errors import exit_on_error
+from vmb.record.schema import CHECKPOINT_FILE
 
 
 def _parse_views(text: str) -> tuple[int, int]:
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cfg", dest="cfg_file", default="configs/smoke/X3D.yaml",
                         help="the YAML config the checkpoint was trained with (default: %(default)s)")
     parser.add_argument("--checkpoint", type=Path,
-                        help=f"checkpoint to test (default: the config's OUTPUT_DIR/{CHECKPOINT_NAME})")
+                        help=f"checkpoint to test (default: the config's OUTPUT_DIR/{CHECKPOINT_FILE})")
     parser.add_argument("--views", type=_parse_views, metavar="CLIPSxCROPS",
                         help="e.g. 10x3: sets TEST.NUM_ENSEMBLE_VIEWS and TEST.NUM_SPATIAL_CROPS")
     parser.add_argument("--precision", type=_parse_precisions, default=["fp32"],
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     views = ["TEST.NUM_ENSEMBLE_VIEWS", str(args.views[0]), "TEST.NUM_SPATIAL_CROPS", str(args.views[1])] \
         if args.views else []
     cfg = load_config(args.cfg_file, [*args.opts, *views])
-    checkpoint = args.checkpoint or Path(cfg.OUTPUT_DIR) / CHECKPOINT_NAME
+    checkpoint = args.checkpoint or Path(cfg.OUTPUT_DIR) / CHECKPOINT_FILE
     # One process per GPU, as tools/run_net.py starts them (vmb.engine.distributed's process rule); a single one
     # runs here, so that its errors reach exit_on_error.
     processes = distributed.processes_to_spawn(cfg.NUM_GPUS)

@@ -23,7 +23,7 @@ from vmb.data.loader import ShardSampler, build_loader, clip_spec_from_cfg, num_
 from vmb.data.transforms import normalize
 from vmb.data.video import BACKENDS, check_decoding_device
 from vmb.engine import distributed
-from vmb.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from vmb.engine.checkpoint import load_weights
 from vmb.engine.precision import autocast, memory_format, unsupported
 from vmb.errors import VMBError
 
@@ -92,30 +92,6 @@ def evaluate_views(model: torch.nn.Module, loader: DataLoader, device: torch.dev
     if counts[0, 2] != len(loader.dataset):
         raise VMBError(f"testing counted {int(counts[0, 2])} videos but the val split has {len(loader.dataset)}")
     return counts.cpu(), seconds
-
-
-def load_weights(model: torch.nn.Module, path: Path, arch: str, cfg_file: str) -> dict:
-    """Load the checkpoint's "model" state dict into `model`; return the checkpoint. A missing, unreadable
-    or foreign checkpoint, or one of another architecture or size, is a one-line VMBError naming both."""
-    state = load_checkpoint(path)
-    if state is None:
-        raise VMBError(f"checkpoint {path} not found; pass a run's OUTPUT_DIR/{CHECKPOINT_NAME} with --checkpoint")
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise VMBError(f"checkpoint {path} holds no model weights ('model'); pass a {CHECKPOINT_NAME} that "
-                       "tools/run_net.py wrote")
-    weights, own = state["model"], model.state_dict()
-    missing = [key for key in own if key not in weights]
-    unexpected = [key for key in weights if key not in own]
-    reshaped = [key for key in own if key in weights and getattr(weights[key], "shape", None) != own[key].shape]
-    problems = ([f"missing {len(missing)} keys, e.g. {missing[0]!r}"] if missing else []) + \
-               ([f"unexpected {len(unexpected)}, e.g. {unexpected[0]!r}"] if unexpected else []) + \
-               ([f"{len(reshaped)} of another shape, e.g. {reshaped[0]!r} {tuple(weights[reshaped[0]].shape)} "
-                 f"vs {tuple(own[reshaped[0]].shape)}"] if reshaped else [])
-    if problems:
-        raise VMBError(f"checkpoint {path} does not fit MODEL.ARCH {arch} of {cfg_file} ({'; '.join(problems)}): "
-                       "was it written by another architecture or model size? use its config")
-    model.load_state_dict(weights)
-    return state
 
 
 def precision_contexts(names: Sequence[str], device: torch.device) -> tuple[dict, list[str]]:

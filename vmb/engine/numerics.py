@@ -1,4 +1,4 @@
-"""The numerics policy of a training process, set in one place and logged with the run.
+"""The numerics policy of a training process, set in one place and logged with the run (vmb.record.schema.NUMERICS).
 
 On CUDA: cuDNN autotuning on (`cudnn.benchmark`: the clip shapes are fixed, so each convolution is tuned
 once), non-deterministic kernels allowed, and TF32 for fp32 matmuls and cuDNN convolutions, as MLPerf
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-NUMERICS = "vmb_numerics"  # our own run-log key: the dict `set_numerics` returns, as metadata
 
 
 def set_numerics(device: torch.device) -> dict[str, bool]:

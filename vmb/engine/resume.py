@@ -15,8 +15,8 @@ from mlperf_logging.mllog import constants as C
 
 from vmb.config import config_digest
 from vmb.errors import VMBError
-from vmb.engine.checkpoint import load_checkpoint
-from vmb.record.runlog import CONFIG_DIGEST, RESULT, RUN_LOG, SOURCE_DIGEST, drop_cut_line, find, now_ms, read_events
+from vmb.record.runlog import drop_cut_line, find, now_ms, read_events
+from vmb.record.schema import CONFIG_DIGEST, RESULT, RUN_LOG, SOURCE_DIGEST
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,3 @@ def check_same_run(interrupted: Interrupted, cfg: CfgNode, source_digest: str) -
         raise VMBError(f"OUTPUT_DIR {cfg.OUTPUT_DIR} holds an interrupted run of other code (its {RUN_LOG} logged "
                        f"another vmb_source_digest than this vmb's {source_digest[:19]}...); resume with the code it "
                        "started with, or choose a new OUTPUT_DIR")
-
-
-def checkpoint_state(path: Path, interrupted: Interrupted | None, precision: str) -> dict | None:
-    """The checkpoint to resume from (None to start at epoch 0), checked against the run it must belong to.
-
-    A checkpoint is used only with the run log holding its run_start (whose header binds the config and the
-    code: `check_same_run`), and only in the same `precision` (the same config on another device trains in
-    another one), else one line saying what to do.
-    """
-    state = load_checkpoint(path)
-    if state is None:
-        return None
-    if interrupted is None:
-        raise VMBError(f"{path} has no run log with its run_start ({RUN_LOG} is missing or its run never "
-                       "started); delete the checkpoint or choose a new OUTPUT_DIR")
-    if state.get("run_start_ms") != interrupted.run_start_ms:
-        raise VMBError(f"{path} belongs to a run that started at {state.get('run_start_ms')} ms, but {RUN_LOG}'s "
-                       f"run_start is {interrupted.run_start_ms} ms; delete the checkpoint or choose a new OUTPUT_DIR")
-    if state.get("precision", "unknown") != precision:
-        raise VMBError(f"{path} was written in precision {state.get('precision', 'unknown')}, this run is "
-                       f"{precision}; resume on the same kind of device with the same TRAIN.MIXED_PRECISION / "
-                       "TRAIN.AMP_DTYPE, or use a new OUTPUT_DIR")
-    return state

@@ -30,8 +30,9 @@ from vmb.record.fingerprint import dataset_fingerprint
 from vmb.record.energy import NOT_MEASURED_NVML, NOT_MEASURED_RESUMED, GpuEnergy
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance
-from vmb.record.runlog import (CHECKPOINT, CONFIG, DECODE_FAILURES, RESULT, RESUME, RUN_LOG, SYSTEM, RunLog,
-                               effective_evals, now_ms, read_events)
+from vmb.record.runlog import RunLog, now_ms, read_events
+from vmb.record.schema import (CHECKPOINT, CHECKPOINT_FILE, CONFIG, DECODE_FAILURES, NUM_WORKERS, NUMERICS, RESULT,
+                               RESUME, RUN_LOG, SYSTEM, TENSORBOARD_DIR, Result, effective_evals)
 from vmb.record.system import describe_system
 from vmb.config import config_digest
 from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node
@@ -39,19 +40,18 @@ from vmb.data.preflight import check_dataset
 from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
 from vmb.data.video import check_decoding_device
 from vmb.engine import distributed
-from vmb.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from vmb.engine.checkpoint import restore, resume_state, save_checkpoint, training_state
 from vmb.engine.meters import DataWait, StallWatch, Window, timed_batches
 from vmb.engine.evaluate import evaluate
 from vmb.engine.mixup import build_mixup
-from vmb.engine.numerics import NUMERICS, set_numerics
+from vmb.engine.numerics import set_numerics
 from vmb.engine.precision import autocast, memory_format, training_precision
 from vmb.engine.step import model_input, train_step
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
-from vmb.engine.resume import Interrupted, check_same_run, checkpoint_state, prepare_output_dir
+from vmb.engine.resume import Interrupted, check_same_run, prepare_output_dir
 from vmb.errors import DataError, VMBError
 from vmb.models.build import build_model
 
-NUM_WORKERS = "vmb_num_workers"  # our own run-log key: DATA_LOADER.NUM_WORKERS as resolved on this machine
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -161,13 +161,10 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         torch.amp.GradScaler(device.type, enabled=precision_name == "fp16"), autocast(precision_name, device),
         train_loader, val_loader, run_start_ms=0, start_epoch=0, precision=precision, energy=GpuEnergy(device))
 
-    state = _on_main(ctx, lambda: checkpoint_state(out_dir / CHECKPOINT_NAME, interrupted, precision))
+    state = _on_main(ctx, lambda: resume_state(out_dir / CHECKPOINT_FILE, interrupted, precision))
     if state is not None:
-        model.load_state_dict(state["model"])
-        training.optimizer.load_state_dict(state["optimizer"])
-        training.scaler.load_state_dict(state["scaler"])
-        training.start_epoch, training.decode_failures = state["epoch"], state["decode_failures"]
-        training.data_wait = state["data_wait"]
+        training.start_epoch, training.decode_failures, training.data_wait = restore(
+            state, model, training.optimizer, training.scaler)
     if interrupted is None:
         runlog.end(C.INIT_STOP)
         training.run_start_ms = now_ms()
@@ -216,7 +213,7 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
     eval_every = max(1, round(cfg.TRAIN.EVAL_PERIOD * iters_per_epoch))
     total_steps = iters_per_epoch * cfg.SOLVER.MAX_EPOCH
     mean, std = cfg.DATA.MEAN, cfg.DATA.STD
-    writer = SummaryWriter(str(out_dir / "tensorboard")) if main and cfg.TENSORBOARD.ENABLE else None
+    writer = SummaryWriter(str(out_dir / TENSORBOARD_DIR)) if main and cfg.TENSORBOARD.ENABLE else None
     bar = tqdm(total=total_steps, initial=t.start_epoch * iters_per_epoch, disable=not main or None,
                unit="it", dynamic_ncols=True, desc=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH)
     progress = Progress(epoch=float(t.start_epoch))
@@ -261,10 +258,9 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
         if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
             distributed.sync_bn_buffers(t.model)  # every process: the state saved is the one all of them hold
             if main:
-                save_checkpoint(out_dir / CHECKPOINT_NAME, {
-                    "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
-                    "scaler": t.scaler.state_dict(), "epoch": epoch + 1, "decode_failures": t.decode_failures,
-                    "data_wait": t.data_wait, "run_start_ms": t.run_start_ms, "precision": t.precision})
+                save_checkpoint(out_dir / CHECKPOINT_FILE, training_state(
+                    t.model, t.optimizer, t.scaler, epoch + 1, t.decode_failures, t.data_wait, t.run_start_ms,
+                    t.precision))
                 runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
     bar.close()
     if writer:
@@ -318,7 +314,8 @@ def _gather_energy(meter: GpuEnergy, ctx: distributed.Context) -> dict | None:
 
 def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progress, runlog: RunLog, out_dir: Path,
            workers: int) -> dict | None:
-    """Log run_stop (the clock stops), then, on rank 0, write result.json from the run log's evaluations."""
+    """Log run_stop (the clock stops), then, on rank 0, write result.json (vmb.record.schema.Result) from the run
+    log's evaluations; return it as a dict."""
     run_stop_ms = now_ms()
     runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
     energy = _gather_energy(t.energy, ctx)
@@ -326,39 +323,39 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
         return None
     evals = effective_evals(read_events(out_dir / RUN_LOG))  # the log is the one source of truth
     data_wait = t.data_wait
-    result = {
-        "benchmark": cfg.BENCHMARK.NAME,
-        "arch": cfg.MODEL.ARCH,
-        "status": progress.status,
-        "time_to_target_s": (run_stop_ms - t.run_start_ms) / 1000.0,
-        "run_start_ms": t.run_start_ms,
-        "run_stop_ms": run_stop_ms,
-        "target_top1": cfg.BENCHMARK.TARGET_TOP1,
-        "best_top1": max((e.value for e in evals), default=0.0),
-        "epochs": progress.epoch,
-        "evals": [{"epoch": e.metadata["epoch_num"], "top1": e.value,
-                   "elapsed_s": (e.time_ms - t.run_start_ms) / 1000.0} for e in evals],
-        "n_devices": ctx.world_size,
-        "device_type": ctx.device.type,
-        "global_batch_size": cfg.TRAIN.BATCH_SIZE,
-        "seed": cfg.RNG_SEED,
-        "train_clips_per_s": progress.train_clips / progress.train_seconds if progress.train_seconds else None,
-        "decode_failures": t.decode_failures,
-        "num_workers": workers,
-        "decoding_backend": cfg.DATA.DECODING_BACKEND,
-        "data_wait_fraction": sum(w for w, _ in data_wait) / sum(s for _, s in data_wait) if data_wait else None,
-        "data_wait_fraction_per_epoch": [w / s for w, s in data_wait],
-        "config_digest": config_digest(cfg),
-        "fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS),
+    result = Result(
+        benchmark=cfg.BENCHMARK.NAME,
+        arch=cfg.MODEL.ARCH,
+        status=progress.status,
+        time_to_target_s=(run_stop_ms - t.run_start_ms) / 1000.0,
+        run_start_ms=t.run_start_ms,
+        run_stop_ms=run_stop_ms,
+        target_top1=cfg.BENCHMARK.TARGET_TOP1,
+        best_top1=max((e.value for e in evals), default=0.0),
+        epochs=progress.epoch,
+        evals=[{"epoch": e.metadata["epoch_num"], "top1": e.value,
+                "elapsed_s": (e.time_ms - t.run_start_ms) / 1000.0} for e in evals],
+        n_devices=ctx.world_size,
+        device_type=ctx.device.type,
+        global_batch_size=cfg.TRAIN.BATCH_SIZE,
+        seed=cfg.RNG_SEED,
+        train_clips_per_s=progress.train_clips / progress.train_seconds if progress.train_seconds else None,
+        decode_failures=t.decode_failures,
+        num_workers=workers,
+        decoding_backend=cfg.DATA.DECODING_BACKEND,
+        data_wait_fraction=sum(w for w, _ in data_wait) / sum(s for _, s in data_wait) if data_wait else None,
+        data_wait_fraction_per_epoch=[w / s for w, s in data_wait],
+        config_digest=config_digest(cfg),
+        fixed_config_digest=config_digest(cfg, exclude=rules.RESOURCE_KEYS),
         # manifest.json's fingerprint (or the labelled fallback): no video byte is read, no cache warmed.
-        "dataset_fingerprint": dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
-                                                   cfg.DATA.PATH_PREFIX),
-        "division": cfg.BENCHMARK.DIVISION,
+        dataset_fingerprint=dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
+                                                cfg.DATA.PATH_PREFIX),
+        division=cfg.BENCHMARK.DIVISION,
         # NVML, per GPU and in total over run_start..run_stop; null with the reason where not measured
-        "energy_j": energy,
-        "energy_note": t.energy.unavailable if energy is None else None,
+        energy_j=energy,
+        energy_note=t.energy.unavailable if energy is None else None,
         **code_provenance(),  # vmb_version, source_digest, git_commit, git_dirty
-    }
+    ).to_json()
     _write_json(out_dir / RESULT, result)
     return result
 

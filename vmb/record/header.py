@@ -8,7 +8,8 @@ from mlperf_logging.mllog import constants as C
 
 from vmb.config import config_digest
 from vmb.record import rules
-from vmb.record.runlog import CONFIG_DIGEST, SOURCE_DIGEST, RunLog
+from vmb.record.runlog import RunLog
+from vmb.record.schema import CONFIG_DIGEST, SOURCE_DIGEST
 
 
 def log_header(log: RunLog, cfg: CfgNode, platform: str, source_digest: str) -> None:

@@ -1,5 +1,6 @@
-"""The MLPerf-format run log (`run_log.txt`): written with mlperf-logging's mllog on rank 0 only, and read
-back by the trainer (to resume the clock) and by the scorer.
+"""The MLPerf-format run log (vmb.record.schema.RUN_LOG) as I/O: written with mlperf-logging's mllog on rank 0
+only, and read back by the trainer (to resume the clock) and by the scorer. Its keys and what they mean are in
+vmb.record.schema.
 
 Each line is `:::MLLOG {"namespace", "time_ms", "event_type", "key", "value", "metadata"}`.
 """
@@ -7,30 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlperf_logging.mllog.mllog import MLLogger
-from mlperf_logging.mllog import constants
 
 from vmb.errors import VMBError
+from vmb.record.faults import KillAfter
 
 PREFIX = ":::MLLOG "
-# The files of a run folder (OUTPUT_DIR), written by the trainer and read by the scorer.
-RUN_LOG, RESULT, CONFIG, SYSTEM = "run_log.txt", "result.json", "config.yaml", "system.json"
-RUN_FILES = (RUN_LOG, RESULT, CONFIG, SYSTEM)
-RESUME = "vmb_resume"  # our own key: the run was restarted from a checkpoint; the clock kept running
-CHECKPOINT = "vmb_checkpoint"  # our own key: a checkpoint of this epoch was written (logged right after)
-# Fault injection for resume tests (tests, tools/kill_resume.py): "KEY:N" makes the process kill itself with
-# SIGKILL right after writing its N-th KEY event, an exact point for what `kill -9` does at random.
-KILL_AFTER_ENV = "VMB_KILL_AFTER"
-DECODE_FAILURES = "vmb_decode_failures"  # our own key: training videos replaced in an epoch
-SOURCE_DIGEST = "vmb_source_digest"  # our own header key: vmb.record.provenance's digest of the code that ran
-CONFIG_DIGEST = "vmb_config_digest"  # our own header key: vmb.config.config_digest of the resolved config
 
 
 @dataclass(frozen=True)
@@ -60,30 +48,22 @@ class RunLog:
             pylogger.setLevel(logging.INFO)
             pylogger.handlers = [handler]
             self._logger = MLLogger(logger=pylogger, default_stack_offset=2)
-        self._kill_key, _, count = os.environ.get(KILL_AFTER_ENV, "").partition(":")
-        self._kill_countdown = int(count) if self._kill_key else 0
+        self._faults = KillAfter()
 
     def event(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
             self._logger.event(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._maybe_kill(key)
+            self._faults.logged(key)
 
     def start(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
             self._logger.start(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._maybe_kill(key)
+            self._faults.logged(key)
 
     def end(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
             self._logger.end(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._maybe_kill(key)
-
-    def _maybe_kill(self, key: str) -> None:
-        """The KILL_AFTER_ENV fault: SIGKILL this process (no cleanup, as `kill -9`) after the N-th `key`."""
-        if key == self._kill_key:
-            self._kill_countdown -= 1
-            if self._kill_countdown == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._faults.logged(key)
 
     def close(self) -> None:
         if self.enabled:
@@ -125,28 +105,6 @@ def read_events(path: Path) -> list[LogEvent]:
 
 def find(events: list[LogEvent], key: str) -> list[LogEvent]:
     return [e for e in events if e.key == key]
-
-
-RUN_START = constants.RUN_START
-RUN_STOP = constants.RUN_STOP
-
-
-def effective_evals(events: list[LogEvent]) -> list[LogEvent]:
-    """The eval_accuracy events that stand, in order. A `vmb_resume` from the checkpoint of epoch k supersedes
-    every evaluation logged before it at an epoch above k: the resumed run repeats that training, and its own
-    evaluations replace them (the compliance rules apply the same rule)."""
-    kept: list[LogEvent] = []
-    for event in events:
-        if event.key == constants.EVAL_ACCURACY:
-            kept.append(event)
-        elif event.key == RESUME and type(event.value) in (int, float):
-            kept = [e for e in kept if not _epoch_above(e, event.value)]
-    return kept
-
-
-def _epoch_above(event: LogEvent, epoch: float) -> bool:
-    value = event.metadata.get("epoch_num")
-    return type(value) not in (int, float) or value > epoch
 
 
 def drop_cut_line(path: Path) -> bool:

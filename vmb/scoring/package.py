@@ -21,7 +21,7 @@ from typing import Sequence
 
 import vmb
 from vmb.record.fingerprint import file_sha256
-from vmb.record.runlog import RUN_FILES
+from vmb.record.schema import RUN_FILES
 from vmb.scoring.validate import Run, RunFolderError, load_run
 from vmb.errors import VMBError
 

@@ -12,7 +12,8 @@ from typing import Any, Iterable
 from matplotlib.figure import Figure
 
 from vmb.record import rules
-from vmb.record.runlog import RUN_START, find
+from vmb.record.runlog import find
+from vmb.record.schema import RUN_START
 from vmb.scoring.score import OLYMPIC_MIN_RUNS
 from vmb.record.system import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult

@@ -19,23 +19,13 @@ from fvcore.common.config import CfgNode
 from vmb.config import config_digest, config_from_yaml_text, flat_items, load_config
 from vmb.errors import VMBError
 from vmb.record import rules
-from vmb.record.runlog import (CONFIG, CONFIG_DIGEST, RESULT, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP,
-                               SOURCE_DIGEST, SYSTEM, LogEvent, effective_evals, find, read_events)
+from vmb.record.runlog import LogEvent, find, read_events
+from vmb.record.schema import (ABORTED, BOOL_OR_NULL, CONFIG, CONFIG_DIGEST, INTEGER, NUMBER, PROVENANCE_FIELDS,
+                               RESULT, RESULT_FIELDS, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP, SOURCE_DIGEST,
+                               STRING_OR_NULL, SUCCESS, SYSTEM, effective_evals)
 from vmb.scoring import compliance
 from vmb.scoring.score import device_unit
 
-SUCCESS = "success"
-
-_NUMBER, _INT, _STR_OR_NULL, _BOOL_OR_NULL = "number", "integer", "string or null", "true, false or null"
-RESULT_FIELDS = {
-    "benchmark": str, "status": str, "time_to_target_s": _NUMBER, "run_start_ms": _INT, "run_stop_ms": _INT,
-    "target_top1": _NUMBER, "best_top1": _NUMBER, "epochs": _NUMBER, "evals": list, "n_devices": _INT,
-    "device_type": str, "global_batch_size": _INT, "seed": _INT, "dataset_fingerprint": str, "config_digest": str,
-    "fixed_config_digest": str, "division": str, "vmb_version": str, "source_digest": str,
-    "git_commit": _STR_OR_NULL, "git_dirty": _BOOL_OR_NULL,
-}
-# vmb.record.provenance.code_provenance(): in result.json and system.json alike.
-PROVENANCE_FIELDS = ("vmb_version", "source_digest", "git_commit", "git_dirty")
 # result.json field -> the header key that logs the same value (the header is checked against config.yaml).
 _RESULT_LOGGED = {"seed": "seed", "global_batch_size": "global_batch_size", "target_top1": "target_top1",
                   "division": "submission_division"}
@@ -75,13 +65,13 @@ class Run:
 
 
 def _is_type(value: Any, kind: Any) -> bool:
-    if kind == _STR_OR_NULL:
+    if kind == STRING_OR_NULL:
         return value is None or isinstance(value, str)
-    if kind == _BOOL_OR_NULL:
+    if kind == BOOL_OR_NULL:
         return value is None or isinstance(value, bool)
-    if kind == _INT:
+    if kind == INTEGER:
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind == _NUMBER:
+    if kind == NUMBER:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return isinstance(value, kind)
 
@@ -114,8 +104,8 @@ def _check_result_fields(result: dict, path: Path) -> None:
         if key not in result:
             raise RunFolderError(f"{path}: field {key} is missing")
         if not _is_type(result[key], kind):
-            name = {_NUMBER: "a number", _INT: "an integer", str: "a string", list: "a list",
-                    _STR_OR_NULL: "a string or null", _BOOL_OR_NULL: "true, false or null"}[kind]
+            name = {NUMBER: "a number", INTEGER: "an integer", str: "a string", list: "a list",
+                    STRING_OR_NULL: "a string or null", BOOL_OR_NULL: "true, false or null"}[kind]
             raise RunFolderError(f"{path}: field {key} must be {name}, got {result[key]!r}")
 
 
@@ -250,11 +240,11 @@ def _check_eval_counts(run: Run) -> list[str]:
     for event in find(run.events, "eval_accuracy"):
         correct, total = event.metadata.get("correct"), event.metadata.get("total")
         where = f"{RUN_LOG}:{event.line_no}: eval_accuracy"
-        if not (_is_type(correct, _INT) and _is_type(total, _INT) and 0 <= correct <= total and total > 0):
+        if not (_is_type(correct, INTEGER) and _is_type(total, INTEGER) and 0 <= correct <= total and total > 0):
             return [f"{where} lacks valid correct/total counts (metadata), so top-1 cannot be recomputed"]
         if total != eval_samples:
             return [f"{where} counted {total} videos but eval_samples is {eval_samples}"]
-        if not _is_type(event.value, _NUMBER) or abs(event.value - 100.0 * correct / total) > _TOP1_TOLERANCE:
+        if not _is_type(event.value, NUMBER) or abs(event.value - 100.0 * correct / total) > _TOP1_TOLERANCE:
             return [f"{where} is {event.value} but its counts give {100.0 * correct / total} ({correct}/{total})"]
     return []
 
@@ -264,14 +254,14 @@ def _check_evals(run: Run) -> list[str]:
     resume supersedes what was logged after its checkpoint), and every logged top-1 is its counts'."""
     standing = effective_evals(run.events)
     logged = [e.value for e in standing]
-    best = max((v for v in logged if _is_type(v, _NUMBER)), default=0.0)
+    best = max((v for v in logged if _is_type(v, NUMBER)), default=0.0)
     reasons = _check_eval_counts(run)
     if abs(run.result["best_top1"] - best) > _TOP1_TOLERANCE:
         reasons.append(f"{RESULT}: best_top1 is {run.result['best_top1']} but the log's best eval_accuracy is {best}")
     evals = run.result["evals"]
     top1 = [e.get("top1") if isinstance(e, dict) else None for e in evals]
     epochs = [e.get("epoch") if isinstance(e, dict) else None for e in evals]
-    if len(top1) != len(logged) or any(not _is_type(a, _NUMBER) or not _is_type(b, _NUMBER)
+    if len(top1) != len(logged) or any(not _is_type(a, NUMBER) or not _is_type(b, NUMBER)
                                        or abs(a - b) > _TOP1_TOLERANCE for a, b in zip(top1, logged)) \
             or epochs != [e.metadata.get("epoch_num") for e in standing]:
         reasons.append(f"{RESULT}: evals do not match the log's eval_accuracy events (those that stand after "
@@ -354,7 +344,7 @@ def _check_header(run: Run) -> list[str]:
                        f"{result['n_devices']} on {result['device_type']!r}")
     if result["device_type"] not in ("cpu", "cuda"):
         reasons.append(f"{RESULT}: device_type {result['device_type']!r} is neither 'cpu' nor 'cuda'")
-    if result["status"] not in (SUCCESS, "aborted"):
+    if result["status"] not in (SUCCESS, ABORTED):
         reasons.append(f"{RESULT}: status {result['status']!r} is neither 'success' nor 'aborted'")
     if result["division"] not in rules.DIVISIONS:
         reasons.append(f"{RESULT}: division {result['division']!r} is not one of {', '.join(rules.DIVISIONS)}")
