@@ -25,7 +25,7 @@ import torch
 from vmb.config import load_config
 from vmb.data.device_loader import DeviceBatches
 from vmb.data.loader import TrainSampler, build_loaders, per_process_batch
-from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.data.synthetic import ensure_config_dataset
 
 
 def loop(batches, step_s: float) -> tuple[float, float, int]:
@@ -60,10 +60,7 @@ def main() -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args()
     cfg = load_config(args.cfg, [*args.opts, "DATA_LOADER.NUM_WORKERS", "0"])
-    if cfg.SYNTHETIC.ENABLE:
-        ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
-            train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
-            seed=cfg.SYNTHETIC.SEED))
+    ensure_config_dataset(cfg)
     torch.set_num_threads(1)
     dataset = build_loaders(cfg, 0, 1, torch.device("cpu"))[0].dataset
     batch_size = per_process_batch(cfg.TRAIN.BATCH_SIZE, 1, "TRAIN.BATCH_SIZE")

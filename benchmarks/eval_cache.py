@@ -23,7 +23,7 @@ import torch
 
 from vmb.config import load_config
 from vmb.data.loader import build_loaders, num_workers_here, usable_cores
-from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.data.synthetic import ensure_config_dataset
 from vmb.engine.distributed import cpu_threads
 from vmb.engine.evaluate import evaluate
 from vmb.models.build import build_model
@@ -50,10 +50,7 @@ def main() -> int:
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     cfg = load_config(args.cfg, args.opts)
-    if cfg.SYNTHETIC.ENABLE:
-        ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
-            train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
-            seed=cfg.SYNTHETIC.SEED))
+    ensure_config_dataset(cfg)
     torch.set_num_threads(cpu_threads(usable_cores(), 1, num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)))
     torch.manual_seed(0)
     model = build_model(cfg)

@@ -27,7 +27,8 @@ from vmb.data.formats import FORMAT_VERSION, PREPARED
 from vmb.data.k400 import CLASSES, class_folder, index_sources, read_annotations
 from vmb.data.kinetics import ClipSpec, KineticsDataset, read_split_csv
 from vmb.data.manifest import fingerprint, read_manifest, write_manifest
-from vmb.data.transcode import TEMP_MARK, constant_rate, rotate_yuv420p
+from vmb.data.transcode import constant_rate, rotate_yuv420p
+from vmb.files import TEMP_MARK
 from vmb.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

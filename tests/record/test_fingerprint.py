@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from vmb.record.fingerprint import dataset_fingerprint, file_sha256
+from vmb.files import sha256_file
+from vmb.record.fingerprint import dataset_fingerprint
 from vmb.data.manifest import MANIFEST
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest
@@ -81,7 +82,7 @@ def test_no_video_is_read(tiny_dataset_copy, monkeypatch, with_manifest):
     assert opened and not [name for name in opened if name.endswith(".mp4")]
 
 
-def test_file_sha256(tmp_path):
+def test_sha256_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
-    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_file(path) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", 3)

@@ -12,7 +12,7 @@ import pytest
 from vmb.record.provenance import code_provenance
 from vmb.scoring import report
 from vmb.scoring.assess import CLOSED_ONLY, assess, check_path
-from vmb.scoring.reference import ReferenceError, load_reference, make_reference, write_reference
+from vmb.scoring.reference import ReferenceFileError, load_reference, make_reference, write_reference
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 
@@ -252,13 +252,13 @@ def test_reference_records_the_code_and_the_epochs(reference):
 def test_no_reference_from_runs_of_different_code(fake_run):
     a = assess([fake_run("a", 10, 0), fake_run("b", 11, 1, source_digest=OTHER_CODE)])
     assert a.valid
-    with pytest.raises(ReferenceError, match="the runs ran 2 different codes"):
+    with pytest.raises(ReferenceFileError, match="the runs ran 2 different codes"):
         make_reference(a, "test")
 
 
 def test_no_reference_from_open_division_runs(fake_run):
     run = fake_run("a", 10, 0, division="open")
-    with pytest.raises(ReferenceError, match=f"closed-division runs only; {run} is open"):
+    with pytest.raises(ReferenceFileError, match=f"closed-division runs only; {run} is open"):
         make_reference(assess([run]), "test")
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vmb.scoring.reference import FORMAT, ReferenceError, load_reference, make_reference, write_reference
+from vmb.scoring.reference import FORMAT, ReferenceFileError, load_reference, make_reference, write_reference
 from vmb.scoring.assess import assess
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
@@ -30,12 +30,12 @@ def test_made_from_valid_runs(reference_data, tmp_path):
     reference = load_reference(path)
     assert reference.entries["tiny_cnn"].t_ref_s == pytest.approx(105.0)
     assert set(reference.entries) == {"tiny_cnn", "tiny_transformer"}
-    with pytest.raises(ReferenceError, match="already exists"):
+    with pytest.raises(ReferenceFileError, match="already exists"):
         write_reference(reference_data, path)
 
 
 def test_not_made_from_an_invalid_set(fake_run):
-    with pytest.raises(ReferenceError, match="invalid set"):
+    with pytest.raises(ReferenceFileError, match="invalid set"):
         make_reference(assess([fake_run("a", 10, 0), fake_run("b", 10, 0)]), "x")  # same seed
 
 
@@ -57,7 +57,7 @@ def test_malformed_reference(reference_data, tmp_path, edit, needle):
     edit(reference_data)
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(reference_data))
-    with pytest.raises(ReferenceError) as info:
+    with pytest.raises(ReferenceFileError) as info:
         load_reference(path)
     message = str(info.value)
     assert message.startswith(str(path)) and needle in message and "\n" not in message
@@ -66,7 +66,7 @@ def test_malformed_reference(reference_data, tmp_path, edit, needle):
 def test_an_older_format_says_to_remake_it(reference_data, tmp_path):
     path = tmp_path / "ref.json"
     path.write_text(json.dumps({**reference_data, "format": "vmb-reference/1"}))
-    with pytest.raises(ReferenceError) as info:
+    with pytest.raises(ReferenceFileError) as info:
         load_reference(path)
     assert str(info.value) == (f"{path}: reference format vmb-reference/1 is not {FORMAT} (it lacks source_digest "
                                "and epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
@@ -76,12 +76,12 @@ def test_an_older_format_says_to_remake_it(reference_data, tmp_path):
 def test_not_json(tmp_path, text, needle):
     path = tmp_path / "ref.json"
     path.write_text(text)
-    with pytest.raises(ReferenceError, match=needle):
+    with pytest.raises(ReferenceFileError, match=needle):
         load_reference(path)
 
 
 def test_missing_reference(tmp_path):
-    with pytest.raises(ReferenceError, match="cannot read the reference"):
+    with pytest.raises(ReferenceFileError, match="cannot read the reference"):
         load_reference(tmp_path / "none.json")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from vmb.errors import DataError
+from vmb.files import write_text_atomic
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -46,9 +47,7 @@ def write_manifest(data_dir: str | os.PathLike, kind: str, params: Mapping, clas
     manifest = {"manifest_version": MANIFEST_VERSION, "kind": kind, "fingerprint": fingerprint(ordered, params),
                 "params": dict(params), "classes": list(classes), "clips": ordered}
     path = Path(data_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
 

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from vmb.data import k400 as K
 from vmb.data.formats import FORMAT_VERSION, PREPARED, VideoFormat
 from vmb.data.manifest import write_manifest
-from vmb.data.transcode import SCALING, TEMP_MARK, TIME_TOLERANCE, SourceError, transcode
+from vmb.data.transcode import SCALING, TIME_TOLERANCE, SourceError, transcode
+from vmb.files import TEMP_MARK, sha256_file, write_text_atomic
 from vmb.errors import DataError
 
 KIND = "kinetics20"
@@ -148,7 +149,7 @@ def build_kinetics20(k400: str | os.PathLike, out: str | os.PathLike, workers: i
                             "Kinetics-400 copy (annotations/ and the clip files)?")
     out.mkdir(parents=True, exist_ok=True)
     records, reused = _run(tasks, out, workers or default_workers(), digest, progress)
-    _write_text(out / PROGRESS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_text_atomic(out / PROGRESS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     clips = [r for r in records if r["status"] == "ok"]
     skipped += [{k: r[k] for k in SKIPPED_FIELDS} for r in records if r["status"] == "skipped"]
     _write_skipped(out / SKIPPED_FILE, skipped)
@@ -157,8 +158,8 @@ def build_kinetics20(k400: str | os.PathLike, out: str | os.PathLike, workers: i
             raise DataError(f"{k400}: no usable {split} clip of the Kinetics20 classes (see {out / SKIPPED_FILE})")
     for split in K.SPLITS:
         lines = sorted(f"{c['path']} {c['label_index']}\n" for c in clips if c["split"] == split)
-        _write_text(out / f"{split}.csv", "".join(lines))
-    _write_text(out / CLASSES_FILE, "".join(f"{name}\n" for name in K.CLASSES))
+        write_text_atomic(out / f"{split}.csv", "".join(lines))
+    write_text_atomic(out / CLASSES_FILE, "".join(f"{name}\n" for name in K.CLASSES))
     manifest = write_manifest(out, KIND, params, list(K.CLASSES), clips)
     present = {clip["label"] for clip in clips}
     return Summary(
@@ -202,7 +203,7 @@ def prepare_clip(task: ClipTask) -> tuple[dict, bool]:
     recorded size (or the previous run skipped this same source).
     """
     try:
-        sha256, size = hash_file(task.source)
+        sha256, size = sha256_file(task.source)
     except OSError as exc:
         return dict(task.record, source_sha256="", source_bytes=0, status="skipped", reason="unreadable",
                     detail=exc.strerror or str(exc)), False
@@ -222,16 +223,6 @@ def prepare_clip(task: ClipTask) -> tuple[dict, bool]:
     return dict(record, status="ok", frames=stats.frames, fps=task.fmt.fps,
                 duration_s=round(stats.frames / task.fmt.fps, 6), bytes=task.output.stat().st_size,
                 codec=stats.codec, flags=stats.flags(), bad_packets=stats.bad_packets), False
-
-
-def hash_file(path: Path) -> tuple[str, int]:
-    """(sha256 hex digest, size in bytes) of a file."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
 
 
 def remove_temp_files(out: Path) -> None:
@@ -326,11 +317,4 @@ def _write_skipped(path: Path, skipped: Iterable[dict]) -> None:
     writer = csv.DictWriter(text, SKIPPED_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(sorted(skipped, key=lambda s: (s["split"], s["id"], s["source"])))
-    _write_text(path, text.getvalue())
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a small file atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text.getvalue())

@@ -196,6 +196,15 @@ def render_video(label: int, rng: np.random.Generator, spec: SyntheticSpec) -> n
     return frames
 
 
+def ensure_config_dataset(cfg) -> None:
+    """The synthetic data a config with SYNTHETIC.ENABLE trains on (the smoke benchmark's), written into its
+    DATA.PATH_TO_DATA_DIR on first use (offline data preparation: untimed); nothing for other configs."""
+    if cfg.SYNTHETIC.ENABLE:
+        ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
+            train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
+            seed=cfg.SYNTHETIC.SEED))
+
+
 def ensure_synthetic_dataset(
     data_dir: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec(), force: bool = False, workers: int = 1,
     progress: bool = False,

@@ -28,6 +28,7 @@ from av.video.frame import PictureType
 from av.video.reformatter import Interpolation
 
 from vmb.data.formats import VideoFormat, add_video_stream
+from vmb.files import temp_name
 
 # webm and mkv store times in whole milliseconds: a frame that starts up to 1 ms after an output instant
 # counts as shown at it.
@@ -38,7 +39,6 @@ TRUNCATION_SLACK_S = 0.5
 # file's clock, which is rounding) mark a variable frame rate.
 VFR_SPREAD = 0.1
 SCALING = Interpolation.BICUBIC
-TEMP_MARK = ".tmp-"
 
 Item = TypeVar("Item")
 
@@ -84,7 +84,7 @@ class ClipStats:
 
 def temp_path(output: Path) -> Path:
     """Where `output` is written until complete (hidden, in the same folder, named after this process)."""
-    return output.with_name(f".{output.name}{TEMP_MARK}{os.getpid()}")
+    return temp_name(output)
 
 
 def transcode(source: Path, output: Path, fmt: VideoFormat, min_frames: int, min_seconds: float) -> ClipStats:

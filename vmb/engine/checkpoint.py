@@ -16,6 +16,7 @@ import torch
 
 from vmb.engine.resume import Interrupted
 from vmb.errors import VMBError
+from vmb.files import temp_name
 from vmb.record.schema import CHECKPOINT_FILE, RUN_LOG
 
 
@@ -29,7 +30,7 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sca
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_name(path)
     torch.save(state, tmp)
     os.replace(tmp, path)
 

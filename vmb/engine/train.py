@@ -11,7 +11,6 @@ and the progress bar) and warns once when the run is input-bound.
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from vmb.record.system import describe_system
 from vmb.config import config_digest
 from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node
 from vmb.data.preflight import check_dataset
-from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.data.synthetic import ensure_config_dataset
 from vmb.data.video import check_decoding_device
 from vmb.engine import distributed
 from vmb.engine.checkpoint import restore, resume_state, save_checkpoint, training_state
@@ -50,14 +49,9 @@ from vmb.engine.step import model_input, train_step
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
 from vmb.engine.resume import Interrupted, check_same_run, prepare_output_dir
 from vmb.errors import DataError, VMBError
+from vmb.files import write_text_atomic
 from vmb.models.build import build_model
 
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
@@ -78,6 +72,10 @@ def _preflight(cfg: CfgNode, ctx: distributed.Context) -> None:
         raise error
     if failed:
         raise DataError(f"the data pre-flight failed on {failed} machine(s); see their error")
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 T = TypeVar("T")
@@ -133,11 +131,9 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
     if main:
         (out_dir / CONFIG).write_text(cfg.dump())
         num_nodes = max(1, ctx.world_size // processes_per_node())
-        _write_json(out_dir / SYSTEM, {**describe_system(device.type, ctx.world_size, num_nodes), **provenance})
-        if cfg.SYNTHETIC.ENABLE:  # offline data generation: untimed, as MLPerf allows for data preparation
-            ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
-                train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
-                seed=cfg.SYNTHETIC.SEED))
+        system = {**describe_system(device.type, ctx.world_size, num_nodes), **provenance}
+        write_text_atomic(out_dir / SYSTEM, _json(system))
+        ensure_config_dataset(cfg)  # offline data generation: untimed, as MLPerf allows for data preparation
     distributed.barrier()
     _preflight(cfg, ctx)
 
@@ -356,7 +352,7 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
         energy_note=t.energy.unavailable if energy is None else None,
         **code_provenance(),  # vmb_version, source_digest, git_commit, git_dirty
     ).to_json()
-    _write_json(out_dir / RESULT, result)
+    write_text_atomic(out_dir / RESULT, _json(result))
     return result
 
 

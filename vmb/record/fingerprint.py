@@ -12,17 +12,9 @@ from pathlib import Path
 
 from vmb.data.manifest import MANIFEST, read_manifest
 from vmb.errors import DataError
+from vmb.files import sha256_file
 
-_CHUNK = 1 << 20
 UNPREPARED = "unprepared:"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def unprepared_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: str = "") -> str:
@@ -36,7 +28,7 @@ def unprepared_fingerprint(data_dir: str | Path, num_classes: int, path_prefix: 
     for split in ("train", "val"):
         csv_path = data_dir / f"{split}.csv"
         entries = read_split_csv(csv_path, num_classes)
-        digest.update(f"{split}.csv {file_sha256(csv_path)}\n".encode())
+        digest.update(f"{split}.csv {sha256_file(csv_path)[0]}\n".encode())
         for rel_path, label in entries:
             try:
                 size = (root / rel_path).stat().st_size

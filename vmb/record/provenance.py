@@ -14,7 +14,7 @@ from pathlib import Path
 
 import vmb
 from vmb.record import rules
-from vmb.record.fingerprint import file_sha256
+from vmb.files import sha256_file
 
 PACKAGE_DIR = Path(vmb.__file__).resolve().parent
 SOURCE_SUFFIXES = (".py", ".yaml")
@@ -40,7 +40,7 @@ def tree_digest(files: dict[str, Path]) -> str:
     """`sha256:<hex>` over the sorted (name, sha256 of the file's bytes) pairs."""
     digest = hashlib.sha256()
     for name in sorted(files):
-        digest.update(f"{name} {file_sha256(files[name])}\n".encode())
+        digest.update(f"{name} {sha256_file(files[name])[0]}\n".encode())
     return f"sha256:{digest.hexdigest()}"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import vmb
-from vmb.record.fingerprint import file_sha256
+from vmb.files import sha256_file
 from vmb.record.schema import RUN_FILES
 from vmb.scoring.validate import Run, RunFolderError, load_run
 from vmb.errors import VMBError
@@ -88,7 +88,7 @@ def _files(folder: Path) -> list[str]:
 
 def write_manifest(folder: Path) -> Path:
     """Write MANIFEST.sha256 over every file of `folder` (but itself)."""
-    lines = [f"{file_sha256(folder / rel)}  {rel}\n" for rel in _files(folder) if rel != MANIFEST]
+    lines = [f"{sha256_file(folder / rel)[0]}  {rel}\n" for rel in _files(folder) if rel != MANIFEST]
     manifest = folder / MANIFEST
     manifest.write_text("".join(lines))
     return manifest
@@ -153,7 +153,7 @@ def _read_manifest(manifest: Path) -> tuple[dict[str, str], list[str]]:
 
 def _sha256_or_none(path: Path) -> str | None:
     try:
-        return file_sha256(path)
+        return sha256_file(path)[0]
     except OSError:
         return None
 

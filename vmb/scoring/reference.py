@@ -30,7 +30,7 @@ FORMAT = "vmb-reference/2"  # /2 added source_digest and epochs_to_target
 DEVICE_UNITS = ("GPUs", "CPU processes")
 
 
-class ReferenceError(VMBError):
+class ReferenceFileError(VMBError):
     """A reference file is missing or malformed, or cannot be made."""
 
 
@@ -70,7 +70,7 @@ def _field(entry: dict, key: str, kind: type, where: str) -> Any:
     if not ok:
         name = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
                 dict: "a JSON object"}[kind]
-        raise ReferenceError(f"{where}: {key} must be {name}, got {value!r}")
+        raise ReferenceFileError(f"{where}: {key} must be {name}, got {value!r}")
     return value
 
 
@@ -80,15 +80,15 @@ def _epochs(entry: dict, where: str) -> tuple[float, ...] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                               and math.isfinite(v) and v > 0 for v in value):
-        raise ReferenceError(f"{where}: epochs_to_target must be a list of positive numbers, got {value!r}")
+        raise ReferenceFileError(f"{where}: epochs_to_target must be a list of positive numbers, got {value!r}")
     return tuple(float(v) for v in value)
 
 
 def _entry(name: str, data: Any, where: str) -> ReferenceEntry:
     if name not in rules.BENCHMARKS:
-        raise ReferenceError(f"{where}: unknown benchmark (known: {', '.join(rules.BENCHMARKS)})")
+        raise ReferenceFileError(f"{where}: unknown benchmark (known: {', '.join(rules.BENCHMARKS)})")
     if not isinstance(data, dict):
-        raise ReferenceError(f"{where}: must be a JSON object")
+        raise ReferenceFileError(f"{where}: must be a JSON object")
     entry = ReferenceEntry(
         benchmark=name,
         t_ref_s=float(_field(data, "t_ref_s", float, where)),
@@ -105,9 +105,9 @@ def _entry(name: str, data: Any, where: str) -> ReferenceEntry:
         provenance=_field(data, "provenance", dict, where),
     )
     if entry.t_ref_s <= 0 or entry.n_devices_ref < 1:
-        raise ReferenceError(f"{where}: t_ref_s must be positive and n_devices_ref at least 1")
+        raise ReferenceFileError(f"{where}: t_ref_s must be positive and n_devices_ref at least 1")
     if entry.device_unit not in DEVICE_UNITS:
-        raise ReferenceError(f"{where}: device_unit must be one of {', '.join(DEVICE_UNITS)}")
+        raise ReferenceFileError(f"{where}: device_unit must be one of {', '.join(DEVICE_UNITS)}")
     return entry
 
 
@@ -115,23 +115,23 @@ def load_reference(path: Path) -> Reference:
     """Read and validate a reference file.
 
     Raises:
-        ReferenceError: one line naming the file and the field that is wrong.
+        ReferenceFileError: one line naming the file and the field that is wrong.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ReferenceError(f"{path}: cannot read the reference ({exc.strerror or exc})") from None
+        raise ReferenceFileError(f"{path}: cannot read the reference ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReferenceError(f"{path}: not valid JSON ({exc})") from None
+        raise ReferenceFileError(f"{path}: not valid JSON ({exc})") from None
     found = data.get("format") if isinstance(data, dict) else None
     if isinstance(found, str) and found.startswith("vmb-reference/") and found != FORMAT:
-        raise ReferenceError(f"{path}: reference format {found} is not {FORMAT} (it lacks source_digest and "
+        raise ReferenceFileError(f"{path}: reference format {found} is not {FORMAT} (it lacks source_digest and "
                              "epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
     if found != FORMAT:
-        raise ReferenceError(f"{path}: not a VMB reference (needs \"format\": \"{FORMAT}\")")
+        raise ReferenceFileError(f"{path}: not a VMB reference (needs \"format\": \"{FORMAT}\")")
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, dict) or not benchmarks:
-        raise ReferenceError(f"{path}: \"benchmarks\" must map benchmark names to entries")
+        raise ReferenceFileError(f"{path}: \"benchmarks\" must map benchmark names to entries")
     return Reference(path, {name: _entry(name, entry, f"{path}: benchmarks.{name}")
                             for name, entry in benchmarks.items()})
 
@@ -152,18 +152,18 @@ def make_reference(assessment: Assessment, command: str) -> dict:
     ran the same code.
 
     Raises:
-        ReferenceError: the set is invalid or empty, has open-division runs, or ran more than one code.
+        ReferenceFileError: the set is invalid or empty, has open-division runs, or ran more than one code.
     """
     if not assessment.valid:
-        raise ReferenceError("cannot make a reference from an invalid set of runs (see the problems above)")
+        raise ReferenceFileError("cannot make a reference from an invalid set of runs (see the problems above)")
     runs = [check.run for check in assessment.runs]
     open_runs = [str(r.path) for r in runs if r.division != rules.CLOSED]
     if open_runs:
-        raise ReferenceError(f"a reference is made from closed-division runs only; {', '.join(open_runs)} "
+        raise ReferenceFileError(f"a reference is made from closed-division runs only; {', '.join(open_runs)} "
                              f"{'is' if len(open_runs) == 1 else 'are'} {rules.OPEN}")
     digests = list(dict.fromkeys(r.result["source_digest"] for r in runs))
     if len(digests) > 1:
-        raise ReferenceError(f"the runs ran {len(digests)} different codes (source_digest {', '.join(digests)}); "
+        raise ReferenceFileError(f"the runs ran {len(digests)} different codes (source_digest {', '.join(digests)}); "
                              "all runs of a reference must run the same code")
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     entries = {}
@@ -200,9 +200,9 @@ def make_reference(assessment: Assessment, command: str) -> dict:
 def write_reference(data: dict, path: Path) -> None:
     """Write a reference file; never overwrites one."""
     if path.exists():
-        raise ReferenceError(f"{path} already exists; choose another -o FILE or remove it first")
+        raise ReferenceFileError(f"{path} already exists; choose another -o FILE or remove it first")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     except OSError as exc:
-        raise ReferenceError(f"cannot write {path} ({exc.strerror or exc})") from None
+        raise ReferenceFileError(f"cannot write {path} ({exc.strerror or exc})") from None
