@@ -10,10 +10,12 @@ import json
 import pathlib
 
 import pytest
+import yaml
 
 from vmb.cli import make_synthetic, run_net, score
 from vmb.record import rules
 from vmb.config import flat_items, load_config
+from vmb.config.load import BASE_KEY
 from vmb.data.manifest import read_manifest
 from vmb.data.synthetic import PROFILE_DIRS
 
@@ -53,17 +55,47 @@ def dryrun_run(dryrun_data: pathlib.Path, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
+def listed_keys(path: pathlib.Path) -> dict[str, bool]:
+    """{KEY: whether it is marked "DRY RUN:"} for each key the YAML file itself sets (its _BASE_ aside): marked
+    on its own line or in the comment lines right above it."""
+    lines = path.read_text().splitlines()
+    keys = {}
+
+    def walk(node: yaml.MappingNode, prefix: str) -> None:
+        for key_node, value_node in node.value:
+            key = prefix + key_node.value
+            if isinstance(value_node, yaml.MappingNode):
+                walk(value_node, key + ".")
+                continue
+            row = key_node.start_mark.line
+            above = row
+            while above > 0 and lines[above - 1].lstrip().startswith("#"):
+                above -= 1
+            keys[key] = any("DRY RUN:" in line for line in lines[above:row + 1])
+
+    walk(yaml.compose(path.read_text()), "")
+    return keys
+
+
 @pytest.mark.parametrize("name", DRYRUN)
 def test_dryrun_config_is_the_canonical_one(name: str) -> None:
-    """Only the dry-run keys differ from the benchmark's canonical config, and the name is no benchmark."""
-    cfg = load_config(DRYRUN[name])
+    """A dry-run config is its benchmark's canonical config (_BASE_) plus the keys it lists, each marked "DRY RUN:";
+    the loaded configs differ in exactly those keys, and the name is no benchmark."""
+    path = DRYRUN[name]
+    base = yaml.safe_load(path.read_text())[BASE_KEY]
+    assert (path.parent / base).resolve() == rules.BENCHMARKS[CANONICAL[name]].config.resolve()
+    listed = listed_keys(path)
+    del listed[BASE_KEY]
+    assert [key for key, marked in listed.items() if not marked] == []
+    cfg = load_config(path)
     canonical = load_config(rules.BENCHMARKS[CANONICAL[name]].config)
     have, want = flat_items(cfg), flat_items(canonical)
     assert have.keys() == want.keys()
     # A canonical config may pin Kinetics20's DATA.FINGERPRINT; a dry run accepts any data (the synthetic set's
-    # bytes, hence its fingerprint, depend on the machine's x264).
+    # bytes, hence its fingerprint, depend on the machine's x264): it would then list DATA.FINGERPRINT "".
     assert have.get("DATA.FINGERPRINT", "") == ""
-    assert {key for key in have if have[key] != want[key]} - {"DATA.FINGERPRINT"} == DRYRUN_KEYS
+    assert {key for key in have if have[key] != want[key]} == set(listed)
+    assert set(listed) - {"DATA.FINGERPRINT"} == DRYRUN_KEYS
     assert cfg.BENCHMARK.NAME == name and name not in rules.BENCHMARKS
     assert cfg.BENCHMARK.TARGET_TOP1 == 100.0
     assert cfg.DATA.PATH_TO_DATA_DIR == PROFILE_DIRS["kinetics"] and cfg.OUTPUT_DIR == f"runs/{name}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
 
 import pytest
 
@@ -270,3 +271,64 @@ def test_fingerprint_is_empty_or_a_manifest_fingerprint():
     base = load_config(None)
     other = load_config(None, ["DATA.FINGERPRINT", fingerprint])
     assert config_digest(base, exclude=rules.RESOURCE_KEYS) != config_digest(other, exclude=rules.RESOURCE_KEYS)
+
+
+def test_base_is_read_first_and_the_file_overrides_it(tmp_path):
+    write(tmp_path, "SOLVER:\n  BASE_LR: 0.5\n  MAX_EPOCH: 7\nMODEL:\n  ARCH: mvit\n"
+          "MVIT:\n  DIM_MUL: [[1, 2.0], [3, 2.0], [14, 2.0]]\n", "base.yaml")
+    (tmp_path / "sub").mkdir()
+    path = write(tmp_path, "_BASE_: ../base.yaml\nSOLVER:\n  MAX_EPOCH: 9\nMVIT:\n  DIM_MUL: [[2, 3.0]]\n",
+                 "sub/child.yaml")
+    cfg = load_config(path, ["SOLVER.BASE_LR", "0.25"])
+    assert cfg.SOLVER.MAX_EPOCH == 9  # the file's value
+    assert cfg.MODEL.ARCH == "mvit"  # the base's, in a section the file does not mention
+    assert cfg.MVIT.DIM_MUL == [[2, 3.0]]  # a list replaces the base's, it is not merged
+    assert cfg.SOLVER.BASE_LR == 0.25  # overrides still win
+    assert cfg.SOLVER.WEIGHT_DECAY == get_defaults().SOLVER.WEIGHT_DECAY
+
+
+def test_bases_chain_and_may_be_absolute(tmp_path):
+    write(tmp_path, "SOLVER:\n  MAX_EPOCH: 3\n  BASE_LR: 0.3\n", "a.yaml")
+    write(tmp_path, "_BASE_: a.yaml\nSOLVER:\n  MAX_EPOCH: 4\n", "b.yaml")
+    path = write(tmp_path, f"_BASE_: {tmp_path / 'b.yaml'}\nTRAIN:\n  BATCH_SIZE: 8\n", "c.yaml")
+    cfg = load_config(path)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_EPOCH, cfg.TRAIN.BATCH_SIZE) == (0.3, 4, 8)
+
+
+def chain(tmp_path: pathlib.Path, files: int) -> pathlib.Path:
+    """f0.yaml <- f1.yaml <- ... <- f{files - 1}.yaml, each the base of the next; returns the last."""
+    write(tmp_path, "SOLVER:\n  MAX_EPOCH: 1\n", "f0.yaml")
+    for i in range(1, files):
+        write(tmp_path, f"_BASE_: f{i - 1}.yaml\n", f"f{i}.yaml")
+    return tmp_path / f"f{files - 1}.yaml"
+
+
+def test_base_depth_is_limited(tmp_path):
+    assert load_config(chain(tmp_path, 6)).SOLVER.MAX_EPOCH == 1  # five bases
+    with pytest.raises(ConfigError, match="more than 5 bases deep") as info:
+        load_config(chain(tmp_path, 7))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("files,match", [
+    ({"a.yaml": "_BASE_: nope.yaml\n"}, r"a\.yaml: _BASE_ nope\.yaml not found"),
+    ({"a.yaml": "_BASE_: a.yaml\n"}, r"a\.yaml: _BASE_ a\.yaml makes a cycle"),
+    ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "_BASE_: a.yaml\n"}, r"b\.yaml: _BASE_ a\.yaml makes a cycle"),
+    ({"a.yaml": "_BASE_: [b.yaml]\n"}, r"a\.yaml: _BASE_ must be the path of a YAML file"),
+    ({"a.yaml": "_BASE_: b.yaml\n", "b.yaml": "TRAIN:\n  BATCH_SIZ: 8\n"}, r"b\.yaml: unknown config key TRAIN"),
+    ({"a.yaml": "TRAIN:\n  _BASE_: b.yaml\n"}, r"unknown config key TRAIN\._BASE_"),
+])
+def test_bad_bases_are_one_line_errors(tmp_path, files, match):
+    for name, text in files.items():
+        write(tmp_path, text, name)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(tmp_path / "a.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_dryrun_bases_resolve_wherever_the_configs_folder_is(tmp_path):
+    """Installed, the configs are vmb/configs/: a relative _BASE_ follows the folder."""
+    shutil.copytree(REPO_ROOT / "configs", tmp_path / "vmb" / "configs")
+    for path in sorted((REPO_ROOT / "configs" / "dryrun").glob("*.yaml")):
+        moved = tmp_path / "vmb" / "configs" / "dryrun" / path.name
+        assert config_digest(load_config(moved)) == config_digest(load_config(path))

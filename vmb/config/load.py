@@ -1,7 +1,13 @@
 """Build the resolved config: defaults, then a YAML file, then `KEY VALUE` overrides; validate; freeze.
 
-Every mistake a user can make here (missing file, unknown key, wrong type, bad value) is reported as a
-one-line `ConfigError` naming the file or key, with the nearest valid key for a typo.
+A YAML file may start from another one with `_BASE_: path.yaml` (relative to the file itself, or absolute): the
+base is read first (it may have a base of its own, up to MAX_BASE_DEPTH), then the file's keys replace the
+base's, key by key (a list replaces the base's list whole).
+
+Every mistake a user can make here (missing file, unknown key, wrong type, bad value, a missing or circular
+base) is reported as a one-line `ConfigError` naming the file or key, with the nearest valid key for a typo.
+A key set to a non-default value that the rest of the config makes the code ignore (IGNORED) is reported once
+per process and key, as one "warning: config: ..." line on stderr.
 """
 from __future__ import annotations
 
@@ -10,8 +16,9 @@ import difflib
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -34,6 +41,8 @@ _CHOICES = {
 }
 # Keys that take an integer or the word "auto" (resolved when the run starts; see vmb.data.loader).
 _INT_OR_AUTO = frozenset({"DATA_LOADER.NUM_WORKERS"})
+BASE_KEY = "_BASE_"  # a YAML file's key naming the file it starts from
+MAX_BASE_DEPTH = 5  # at most this many bases below the file passed to load_config (a base's base counts)
 
 
 def get_defaults() -> CfgNode:
@@ -44,6 +53,58 @@ def get_defaults() -> CfgNode:
     add_model_defaults(cfg)
     add_solver_defaults(cfg)
     return cfg
+
+
+class Ignored(NamedTuple):
+    """`keys` have no effect on a config for which `applies` holds; `when` says when, in words."""
+
+    keys: tuple[str, ...]
+    applies: Callable[[CfgNode], bool]
+    when: str
+
+
+def _section_keys(section: str) -> tuple[str, ...]:
+    return tuple(f"{section}.{key}" for key in get_defaults()[section])
+
+
+# Keys the code ignores in a combination of other keys' values (read where each key is used: vmb/engine/optim.py,
+# mixup.py, precision.py, vmb/data/loader.py, vmb/models/build.py, vmb/engine/train.py). load_config warns about
+# each one set to a non-default value; docs/CONFIG.md lists them. DATA_LOADER.* are left out: whether a machine
+# pins memory or has workers is decided at run time (the device, NUM_WORKERS "auto"), not by the config alone.
+IGNORED = (
+    Ignored(("SOLVER.MOMENTUM", "SOLVER.NESTEROV"), lambda cfg: cfg.SOLVER.OPTIMIZING_METHOD != "sgd",
+            "SOLVER.OPTIMIZING_METHOD is not sgd (only SGD takes momentum)"),
+    Ignored(("SOLVER.WARMUP_START_LR", "SOLVER.COSINE_AFTER_WARMUP"), lambda cfg: cfg.SOLVER.WARMUP_EPOCHS == 0,
+            "SOLVER.WARMUP_EPOCHS is 0 (no warm-up)"),
+    Ignored(("BN.WEIGHT_DECAY",), lambda cfg: cfg.SOLVER.ZERO_WD_1D_PARAM,
+            "SOLVER.ZERO_WD_1D_PARAM is True (BatchNorm parameters get no weight decay)"),
+    Ignored(("TRAIN.AMP_DTYPE",), lambda cfg: not cfg.TRAIN.MIXED_PRECISION, "TRAIN.MIXED_PRECISION is False"),
+    Ignored(("MIXUP.ALPHA", "MIXUP.CUTMIX_ALPHA", "MIXUP.LABEL_SMOOTH_VALUE"), lambda cfg: not cfg.MIXUP.ENABLE,
+            "MIXUP.ENABLE is False"),
+    Ignored(("AUG.RAND_NUM_OPS", "AUG.RAND_MAGNITUDE", "AUG.RAND_MAGNITUDE_STD", "AUG.RE_PROB"),
+            lambda cfg: not cfg.AUG.ENABLE, "AUG.ENABLE is False"),
+    Ignored(("DATA.TRAIN_JITTER_SCALES",), lambda cfg: bool(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE),
+            "DATA.TRAIN_JITTER_SCALES_RELATIVE is set (random-resized-crop instead of scale jitter)"),
+    Ignored(("SYNTHETIC.TRAIN_PER_CLASS", "SYNTHETIC.VAL_PER_CLASS", "SYNTHETIC.SEED"),
+            lambda cfg: not cfg.SYNTHETIC.ENABLE, "SYNTHETIC.ENABLE is False"),
+    Ignored((*_section_keys("X3D"), "RESNET.ZERO_INIT_FINAL_BN"), lambda cfg: cfg.MODEL.ARCH != "x3d",
+            "MODEL.ARCH is not x3d"),
+    Ignored(_section_keys("MVIT"), lambda cfg: cfg.MODEL.ARCH != "mvit", "MODEL.ARCH is not mvit"),
+)
+_warned: set[str] = set()  # keys warned about in this process
+
+
+def warn_ignored(cfg: CfgNode) -> None:
+    """One "warning: config: ..." line on stderr per key of IGNORED that `cfg` sets to a non-default value while
+    the code ignores it, once per process and key."""
+    flat, defaults = _flatten(cfg), _flatten(get_defaults())
+    for rule in IGNORED:
+        if not rule.applies(cfg):
+            continue
+        for key in rule.keys:
+            if flat[key] != defaults[key] and key not in _warned:
+                _warned.add(key)
+                print(f"warning: config: {key} {flat[key]} is ignored: {rule.when}", file=sys.stderr)
 
 
 def _flatten(node: dict, prefix: str = "") -> dict[str, Any]:
@@ -130,6 +191,32 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _read_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, tuple[Any, str]]:
+    """{KEY: (value, the file that set it)} of the YAML file `path` over its `_BASE_` chain: the base's keys,
+    then the file's own in their place. `chain`: the (resolved) files above this one, the first the file passed
+    to load_config, each taking the next as its base."""
+    data = _read_yaml(path)
+    items: dict[str, tuple[Any, str]] = {}
+    if BASE_KEY in data:
+        base = data.pop(BASE_KEY)
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: {BASE_KEY} must be the path of a YAML file (relative to {path.parent}), "
+                              f"got {base!r}")
+        base_path = path.parent / base  # an absolute `base` stays as it is
+        here = (*chain, path.resolve())
+        if base_path.resolve() in here:
+            cycle = " -> ".join(str(p) for p in (*here, base_path.resolve()))
+            raise ConfigError(f"{path}: {BASE_KEY} {base} makes a cycle: {cycle}")
+        if len(here) > MAX_BASE_DEPTH:
+            raise ConfigError(f"{path}: {BASE_KEY} {base} is more than {MAX_BASE_DEPTH} bases deep below "
+                              f"{here[0]}")
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: {BASE_KEY} {base} not found ({base_path} is not a file)")
+        items = _read_with_bases(base_path, here)
+    items.update((key, (value, str(path))) for key, value in _flatten(data).items())
+    return items
+
+
 def validate(cfg: CfgNode) -> None:
     """Check values that have the right type but an impossible value."""
     flat = _flatten(cfg)
@@ -173,13 +260,15 @@ def validate(cfg: CfgNode) -> None:
         raise ConfigError(f"DATA.TRAIN_JITTER_SCALES {scales} must not be below DATA.TRAIN_CROP_SIZE "
                           f"{cfg.DATA.TRAIN_CROP_SIZE}")
     if bool(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE) != bool(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE):
-        raise ConfigError("DATA.TRAIN_JITTER_SCALES_RELATIVE and DATA.TRAIN_JITTER_ASPECT_RELATIVE must be set together")
+        raise ConfigError("DATA.TRAIN_JITTER_SCALES_RELATIVE and DATA.TRAIN_JITTER_ASPECT_RELATIVE must be set "
+                          "together")
     if len(cfg.DATA.MEAN) != 3 or len(cfg.DATA.STD) != 3:
         raise ConfigError("DATA.MEAN and DATA.STD must have 3 values (RGB)")
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNode:
-    """Defaults <- YAML file <- `KEY VALUE` overrides, validated and frozen.
+    """Defaults <- YAML file (over its `_BASE_` chain) <- `KEY VALUE` overrides, validated and frozen; a warning
+    on stderr for each key set to a non-default value that the config makes the code ignore (`warn_ignored`).
 
     Args:
         path: a YAML config file, or None for the defaults alone.
@@ -188,9 +277,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNo
     cfg = get_defaults()
     flat_defaults = _flatten(cfg)
     if path is not None:
-        path = Path(path)
-        for key, value in _flatten(_read_yaml(path)).items():
-            _set(cfg, flat_defaults, key, value, str(path))
+        for key, (value, source) in _read_with_bases(Path(path)).items():
+            _set(cfg, flat_defaults, key, value, source)
     if len(overrides) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value")
     for key, text in zip(overrides[0::2], overrides[1::2]):
@@ -198,6 +286,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> CfgNo
         value = text if isinstance(flat_defaults.get(key), str) else _parse_override(text)
         _set(cfg, flat_defaults, key, value, "command line")
     validate(cfg)
+    warn_ignored(cfg)
     cfg.freeze()
     return cfg
 
