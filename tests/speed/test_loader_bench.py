@@ -15,10 +15,11 @@ from vmb.config import load_config
 from vmb.data.formats import CANDIDATES
 from vmb.data.loader import clip_spec_from_cfg
 from vmb.data.video import decode_clip, full_frame
-from vmb.speed.cells import build_parser, check_args
-from vmb.speed.clips import ClipSource, prepare_clips
-from vmb.speed.loader_bench import Cell, compute_ratios, goal_checks, key_of, run_study, time_cells
-from vmb.speed.pipelines import PIPELINES, SHARED_SPANS, Spans, naive_pyav, torchcodec_clip
+from vmb.speed.loader.cells import Cell, key_of, time_cells
+from vmb.speed.loader.clips import ClipSource, prepare_clips
+from vmb.speed.loader.options import build_parser, check_args
+from vmb.speed.loader.pipelines import PIPELINES, SHARED_SPANS, Spans, naive_pyav, torchcodec_clip
+from vmb.speed.loader.study import compute_ratios, goal_checks, run_study
 
 FORMAT = "intra_fastdecode"  # the prepared format's settings, cheap to encode
 # 3 s clips: longer than a 16x5 clip at 30 fps (2.67 s), so spans really are random.

@@ -20,20 +20,18 @@ import torch
 from vmb.config import load_config
 from vmb.data.synthetic import SPEC_FILE, profile_spec
 from vmb.cli import system_check as system_check_cli
-from vmb.speed import allreduce_bench, infer, system_check, train_bench
-from vmb.speed.system_check import (
-    G_DATA,
-    CellContext,
-    CellFailed,
-    CellSpec,
-    Finished,
-    Report,
-    Runner,
-    bench_figures,
-    driver_verdict,
-    junit_summary,
-    proc_driver_version,
-)
+from vmb.speed import allreduce_bench, infer, train_bench
+from vmb.speed.system_check import cells as check_cells
+from vmb.speed.system_check import plan as check_plan
+from vmb.speed.system_check.cells import CellContext, CellSpec, run_tool
+from vmb.speed.system_check.environment import driver_verdict, probe_environment, proc_driver_version
+from vmb.speed.system_check.figures import bench_figures, junit_summary
+from vmb.speed.system_check.plan import G_DATA, MAX_TRAIN_PER_CLASS, MIN_CLIP_S, make_plan
+from vmb.speed.system_check.process import REPO_ROOT, CellFailed, Finished
+from vmb.speed.system_check.report import Report
+from vmb.speed.system_check.runner import Runner, run_check
+from vmb.speed.system_check.sizing import SIZING_FORMULA, cores_per_gpu
+from vmb.speed.system_check.summaries import bench_summary
 
 GPU_CELLS = ("cuda-tests", "dryrun-x3d_m-pyav", "dryrun-x3d_m-torchcodec_cuda", "dryrun-x3d_m-dali",
              "dryrun-mvit_b_16x4-pyav", "dryrun-mvit_b_16x4-torchcodec_cuda", "dryrun-mvit_b_16x4-dali",
@@ -51,7 +49,7 @@ def cells_by_id(document: dict) -> dict[str, dict]:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU machine's report (a GPU machine runs the "
                                                       "GPU cells: run tools/system_check.py itself there)")
 def test_the_command_on_this_cpu_machine(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(system_check, "FRAME_CORE_S", 0.05)  # as on a slow machine: the smallest synthetic set
+    monkeypatch.setattr(check_plan, "FRAME_CORE_S", 0.05)  # as on a slow machine: the smallest synthetic set
     out = tmp_path / "check"
     began = time.monotonic()
     assert system_check_cli.main(["--out", str(out), "--budget-min", "1"]) == 0
@@ -80,7 +78,7 @@ def test_the_command_on_this_cpu_machine(tmp_path, monkeypatch, capsys):
     markdown = (out / "system_check.md").read_text()
     for text in ("# VMB system check", "## Environment", "## Dry runs (decoding video files)", "## Sizing",
                  "not computed: no GPU clips/s", "## Cells not run",
-                 "- inference (bench_infer, batch 1 and 8): no CUDA device", system_check.SIZING_FORMULA):
+                 "- inference (bench_infer, batch 1 and 8): no CUDA device", SIZING_FORMULA):
         assert text in markdown
     printed = capsys.readouterr().out
     assert sum(line.startswith("dry run smoke X3D pyav (CPU cell)") and " ok " in line
@@ -270,7 +268,7 @@ def fixed_per_core(monkeypatch):
         return {name: {"clips_per_s_per_core": rate, "clips_per_s_wall": rate, "cpu_share": 1.0, "clips": 50,
                        "error": None} for name, rate in PER_CORE.items()}
 
-    monkeypatch.setattr(system_check, "measure_per_core", measure)
+    monkeypatch.setattr(check_cells, "measure_per_core", measure)
 
 
 def test_every_gpu_cell_on_a_fake_two_gpu_machine(tmp_path, fixed_per_core):
@@ -278,15 +276,14 @@ def test_every_gpu_cell_on_a_fake_two_gpu_machine(tmp_path, fixed_per_core):
     lines: list[str] = []
     out = tmp_path / "check"
     out.mkdir()
-    assert system_check.run_check(out, 8, log=lines.append, execute=tools,
-                                  probe=lambda: fake_environment(2)) == 0
+    assert run_check(out, 8, log=lines.append, execute=tools, probe=lambda: fake_environment(2)) == 0
     document = json.loads((out / "system_check.json").read_text())
     cells = cells_by_id(document)
     assert "dryrun-cpu-smoke_x3d" not in cells  # the CPU cell is for machines without a GPU
     assert {c["status"] for c in cells.values()} == {"ok"} and set(GPU_CELLS) < set(cells)
     commands = {" ".join(c) for c in tools.commands}
     for model, config, batch in (("x3d_m", "X3D_M", 32), ("mvit_b_16x4", "MVIT_B_16x4", 16)):
-        cfg = load_config(system_check.REPO_ROOT / "configs" / f"{config}.yaml")
+        cfg = load_config(REPO_ROOT / "configs" / f"{config}.yaml")
         assert batch == cfg.TRAIN.BATCH_SIZE // cfg.NUM_GPUS  # the per-GPU batch comes from the config
         for backend, workers in (("pyav", "auto"), ("torchcodec_cuda", "0"), ("dali", "0")):
             cell = cells[f"dryrun-{model}-{backend}"]
@@ -326,8 +323,7 @@ def test_every_gpu_cell_on_a_fake_two_gpu_machine(tmp_path, fixed_per_core):
 
 def test_ctrl_c_keeps_the_finished_cells_and_exits_130(tmp_path, fixed_per_core):
     tools = FakeTools(interrupt_on="bench_train.py")  # Ctrl-C during the CPU dry run, after data and per-core
-    assert system_check.run_check(tmp_path, 1, log=lambda line: None, execute=tools,
-                                  probe=lambda: fake_environment(0)) == 130
+    assert run_check(tmp_path, 1, log=lambda line: None, execute=tools, probe=lambda: fake_environment(0)) == 130
     document = json.loads((tmp_path / "system_check.json").read_text())
     assert document["interrupted"] and not document["complete"]
     cells = cells_by_id(document)
@@ -350,8 +346,8 @@ def test_a_failing_cell_keeps_its_last_lines_and_the_others_run(tmp_path, fixed_
         def bench_infer(self, argv: list[str]) -> Finished:
             return Finished(1, ["Traceback (most recent call last):", "RuntimeError: CUDA error: no kernel image"])
 
-    assert system_check.run_check(tmp_path, 8, log=lambda line: None, execute=FailingTests(),
-                                  probe=lambda: fake_environment(1)) == 1
+    assert run_check(tmp_path, 8, log=lambda line: None, execute=FailingTests(),
+                     probe=lambda: fake_environment(1)) == 1
     cells = cells_by_id(json.loads((tmp_path / "system_check.json").read_text()))
     assert cells["cuda-tests"]["status"] == "failed"
     assert cells["cuda-tests"]["error"] == ["1 CUDA test(s) failed", "t::b: AssertionError: assert 1 == 2"]
@@ -394,7 +390,7 @@ def test_the_driver_is_read_from_nvml_where_torch_sees_no_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    env = system_check.probe_environment()
+    env = probe_environment()
     assert calls == ["init", "shutdown"]
     assert (env["driver_version"], env["driver_source"], env["cuda_devices"]) == ("575.57.08", "NVML", 0)
     assert env["gpus"] == [{"index": 0, "name": "NVIDIA H200", "memory_gib": 150.0}]
@@ -444,8 +440,8 @@ def test_bench_json_to_cell_figures():
     figures = bench_figures(result)
     assert figures["data_wait_fraction"] == pytest.approx(0.15) and figures["clips_per_s"] == 400.0
     assert (figures["gpu_utilization_pct"], figures["host_syncs_per_step"]) == (91.0, 0)  # 0 syncs is measured
-    assert system_check.bench_summary(figures) == ("400.0 clips/s, data wait 15.0 %, peak 30123 MiB, GPU util % 91.0, "
-                                                   "syncs/step 0")
+    assert bench_summary(figures) == ("400.0 clips/s, data wait 15.0 %, peak 30123 MiB, GPU util % 91.0, "
+                                      "syncs/step 0")
     cpu = bench_figures({**result, "gpu_utilization_pct": None, "host_syncs_per_step": None})
     assert cpu["gpu_utilization_pct"] == cpu["host_syncs_per_step"] == "not measured"
     older = {k: v for k, v in result.items() if k not in ("gpu_utilization_pct", "host_syncs_per_step")}
@@ -460,7 +456,7 @@ def test_nccl_bandwidth_arithmetic():
     assert busbw == pytest.approx(algbw * 2 * 7 / 8)
     assert allreduce_bench.bandwidth_gbps(2**30, 1.0, 2) == pytest.approx((1.073741824, 1.073741824))
     assert allreduce_bench.bandwidth_gbps(2**30, 1.0, 1)[1] == 0.0  # one rank moves nothing over the links
-    assert system_check.cores_per_gpu(400.0, 40.0) == 13  # ceil(400 / 36) + 1
+    assert cores_per_gpu(400.0, 40.0) == 13  # ceil(400 / 36) + 1
 
 
 def test_the_allreduce_script_runs_on_the_cpu(tmp_path, monkeypatch):
@@ -482,19 +478,19 @@ def test_the_allreduce_script_runs_on_the_cpu(tmp_path, monkeypatch):
 
 
 def test_the_plan_follows_the_budget():
-    tiny = system_check.make_plan(60, 2, 0)
+    tiny = make_plan(60, 2, 0)
     assert (tiny.train_per_class, tiny.clip_seconds, tiny.span_seconds) == (1, 3.0, 2.667)
-    gpu = system_check.make_plan(480, 16, 1)
-    assert gpu.train_per_class == system_check.MAX_TRAIN_PER_CLASS and gpu.clip_seconds == 3.0
+    gpu = make_plan(480, 16, 1)
+    assert gpu.train_per_class == MAX_TRAIN_PER_CLASS and gpu.clip_seconds == 3.0
     assert (gpu.dry_warmup, gpu.dry_iters, gpu.train_warmup, gpu.train_iters) == (5, 25, 10, 50)
-    short = system_check.make_plan(60, 1, 1)  # the global batch needs 7 videos per class: shorter clips
-    assert short.train_per_class == 7 and short.clip_seconds == system_check.MIN_CLIP_S
+    short = make_plan(60, 1, 1)  # the global batch needs 7 videos per class: shorter clips
+    assert short.train_per_class == 7 and short.clip_seconds == MIN_CLIP_S
 
 
 def test_failed_cell_helpers(tmp_path):
     ctx = CellContext(out=tmp_path, env={}, cell_id="x", timeout_s=5, grace_s=1,
                       execute=lambda *args: Finished(3, ["boom"]))
     with pytest.raises(CellFailed) as failed:
-        system_check.run_tool(ctx, ["tool"], tmp_path / "x.json", lambda path: {})
+        run_tool(ctx, ["tool"], tmp_path / "x.json", lambda path: {})
     assert str(failed.value) == "exit status 3, x.json not written" and failed.value.tail == ["boom"]
     assert failed.value.figures == {"command": "tool"}

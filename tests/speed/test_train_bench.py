@@ -12,7 +12,8 @@ import torch
 
 from vmb.speed import train_bench
 from vmb.cli.bench_train import main
-from vmb.speed.train_bench import IterTimes, measure, seconds_stats, time_iterations
+from vmb.speed.train_bench import IterTimes, measure, time_iterations
+from vmb.speed.train_report import seconds_stats
 
 CPU = torch.device("cpu")
 

@@ -9,8 +9,8 @@ from vmb.errors import exit_on_error
 @exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     """`tools/bench_loader.py`: the format and loader study (training clips/s per core, side by side)."""
-    from vmb.speed.cells import build_parser, check_args
-    from vmb.speed.loader_bench import run_study
+    from vmb.speed.loader.options import build_parser, check_args
+    from vmb.speed.loader.study import run_study
 
     args = build_parser().parse_args(argv)
     check_args(args)

@@ -8,10 +8,11 @@ from typing import Sequence
 import torch
 
 from vmb.errors import exit_on_error
-from vmb.speed.memory import is_oom
 from vmb.speed import train_bench
-from vmb.speed.train_bench import (IterTimes, build_parser, build_setup, check_args, compare_overhead,
-                                   format_result, make_result, measure, pick_device)
+from vmb.speed.memory import is_oom
+from vmb.speed.train_bench import (IterTimes, build_parser, build_setup, check_args, compare_overhead, measure,
+                                   pick_device)
+from vmb.speed.train_report import format_result, make_result
 
 
 @exit_on_error

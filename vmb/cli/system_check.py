@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vmb.errors import ConfigError, exit_on_error
-from vmb.speed.system_check import run_check
+from vmb.speed.system_check.runner import run_check
 
 
 def build_parser() -> argparse.ArgumentParser:

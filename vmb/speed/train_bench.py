@@ -2,8 +2,8 @@
 
 The run: a benchmark config's model, optimizer, batch and precision fed by VMB's own loaders (`--cfg`), or
 synthetic tensors already on the device (`--synthetic`, and always for a zoo model, `--model`). A config runs
-as the first of its processes (its share of the global batch; vmb.engine.distributed.run_processes). Each iteration is VMB's timed-loop
-step (`vmb_step`). The first `--warmup` iterations are run but not timed (50 by
+as the first of its processes (its share of the global batch; vmb.engine.distributed.run_processes). Each
+iteration is VMB's timed-loop step (`vmb_step`). The first `--warmup` iterations are run but not timed (50 by
 default, as MMAction2's speed tables skip them); the peak memory counts from the end of the warm-up.
 
 Per iteration: data time, the host waiting for the next batch (perf_counter); compute time, the step (on CUDA
@@ -15,20 +15,17 @@ host's wait overlaps the device's previous step, so the device's own wait for da
 The overhead comparison steps the same model, optimizer and batch (a) by a bare loop as a user writes it
 (`bare_step`) and (b) by VMB's step with everything the timed loop does per step (`vmb_step`), in interleaved
 rounds (a, b, a, b, ...) so that machine drift hits both; the result is the median VMB/bare ratio of the
-rounds, with their spread (goal: <= GOAL_OVERHEAD).
+rounds, with their spread (vmb.speed.train_report: goal <= GOAL_OVERHEAD).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
-import resource
-import statistics
-import sys
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,7 +35,7 @@ from fvcore.common.config import CfgNode
 from vmb.config import load_config
 from vmb.data.augment import draw_clip_augment
 from vmb.data.loader import build_loaders, clip_spec_from_cfg, num_workers_here, per_process_batch, usable_cores
-from vmb.data.synthetic import SyntheticSpec, ensure_synthetic_dataset
+from vmb.data.synthetic import ensure_config_dataset
 from vmb.data.transforms import normalize
 from vmb.data.video import check_decoding_device
 from vmb.engine.distributed import cpu_threads, run_processes
@@ -51,22 +48,14 @@ from vmb.engine.step import model_input, train_step
 from vmb.errors import ConfigError
 from vmb.models.build import build_model
 from vmb.models.zoo import get_zoo_model
-from vmb.record.system import describe_system, system_line
+from vmb.record.system import describe_system
 from vmb.speed.gpu_monitor import UtilizationSampler, count_host_syncs
-from vmb.speed.latency import percentile
 
-GOAL_OVERHEAD = 1.03  # VMB's step may cost at most 3 % more than the bare loop's
 ZOO_BATCH_SIZE = 8  # --model's default batch (MMAction2's speed tables: 8 clips per GPU)
 ZOO_NUM_CLASSES = 400  # zoo models keep their published Kinetics-400 head
 SYNC_COUNT_ITERS = 5  # iterations run under the sync debug mode after the timed ones (CUDA)
 Clips = torch.Tensor | list[torch.Tensor]
 Batch = tuple[Clips, torch.Tensor, torch.Tensor | None]  # clips, labels, augment parameters (None: float clips)
-
-
-def seconds_stats(values: Sequence[float]) -> dict[str, float]:
-    """Mean, p50, p95, min and max of `values` (seconds)."""
-    return {"mean": statistics.fmean(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "min": min(values), "max": max(values)}
 
 
 @dataclass
@@ -246,27 +235,6 @@ def compare_overhead(t: Trainer, batch: Batch, bare_input: tuple[Clips, torch.Te
         into.append((_seconds(bare, steps, t.device), _seconds(vmb, steps, t.device)))
 
 
-def overhead_summary(rounds: list[tuple[float, float]], steps: int, device: torch.device) -> dict | None:
-    """The VMB/bare ratio (median of the rounds') with its spread, and each loop's median seconds per step."""
-    if not rounds:
-        return None
-    ratios = [vmb / bare for bare, vmb in rounds]
-    ratio = statistics.median(ratios)
-    return {"ratio": ratio, "ratio_min": min(ratios), "ratio_max": max(ratios), "round_ratios": ratios,
-            "rounds": len(rounds), "steps_per_round": steps, "clock": overhead_clock(device)[1],
-            "bare_s_step": statistics.median(b for b, _ in rounds) / steps,
-            "vmb_s_step": statistics.median(v for _, v in rounds) / steps,
-            "goal": GOAL_OVERHEAD, "meets_goal": ratio <= GOAL_OVERHEAD}
-
-
-def peak_memory(device: torch.device) -> tuple[float, str]:
-    """(MiB, what was measured): CUDA's peak allocated memory, or on the CPU the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA max_memory_allocated since the warm-up"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return rss / (2**20 if sys.platform == "darwin" else 2**10), "peak RSS of this process (CPU)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Seconds per training iteration of one device (data and compute time, clips/s, peak "
@@ -364,7 +332,8 @@ def build_setup(args: argparse.Namespace, device: torch.device, result: dict) ->
     """Model, optimizer, precision and input for --cfg or --model; records what was set up in `result`.
 
     A config runs as the first of its processes (`run_processes`: NUM_GPUS, or the launcher's WORLD_SIZE): its
-    share of TRAIN.BATCH_SIZE (the global batch) and of the training set; --batch-size sets that share. Workers and threads are those of one process here."""
+    share of TRAIN.BATCH_SIZE (the global batch) and of the training set; --batch-size sets that share. Workers
+    and threads are those of one process here."""
     cfg = load_config(args.cfg, args.opts)
     processes = 1 if args.model else run_processes(cfg.NUM_GPUS)
     batch_size = args.batch_size or (ZOO_BATCH_SIZE if args.model else None)
@@ -393,10 +362,7 @@ def build_setup(args: argparse.Namespace, device: torch.device, result: dict) ->
     loader = None
     if not synthetic:
         check_decoding_device(cfg.DATA.DECODING_BACKEND, device)
-        if cfg.SYNTHETIC.ENABLE:  # the smoke data, generated once (untimed, as in a run)
-            ensure_synthetic_dataset(cfg.DATA.PATH_TO_DATA_DIR, SyntheticSpec(
-                train_per_class=cfg.SYNTHETIC.TRAIN_PER_CLASS, val_per_class=cfg.SYNTHETIC.VAL_PER_CLASS,
-                seed=cfg.SYNTHETIC.SEED))
+        ensure_config_dataset(cfg)  # the smoke data, generated once (untimed, as in a run)
         loader = build_loaders(cfg, 0, processes, device, workers=workers)[0]
     trainer = Trainer(
         model, build_optimizer(model, cfg), torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
@@ -415,53 +381,3 @@ def build_setup(args: argparse.Namespace, device: torch.device, result: dict) ->
         clips = normalize(batch[0], cfg.DATA.MEAN, cfg.DATA.STD, memory_format(device))
         bare_input = (clips, batch[1])
     return Setup(trainer, itertools.repeat(batch) if loader is None else _epochs(loader), batch, bare_input)
-
-
-def make_result(result: dict, times: IterTimes, rounds: list[tuple[float, float]], round_steps: int,
-                device: torch.device) -> dict:
-    """Fill `result` with the statistics of the timed iterations and the comparison (what was measured)."""
-    n = times.count()
-    data, compute, total = times.data[:n], times.compute[:n], times.total[:n]
-    memory_mib, memory_kind = peak_memory(device)
-    result.update(
-        measured_iters=n,
-        s_iter=seconds_stats(total) if n else None, data_s=seconds_stats(data) if n else None,
-        compute_s=seconds_stats(compute) if n else None,
-        clips_per_s=result["batch_size"] / statistics.fmean(total) if n else None,
-        peak_memory_mib=memory_mib, peak_memory=memory_kind,
-        gpu_utilization_pct=times.gpu_utilization_pct, host_syncs_per_step=times.host_syncs_per_step,
-        overhead=overhead_summary(rounds, round_steps, device),
-        per_iteration={"data_s": data, "compute_s": compute, "total_s": total})
-    return result
-
-
-def format_result(r: dict) -> str:
-    """The terminal table."""
-    share = f" (TRAIN.BATCH_SIZE {r['global_batch_size']} over {r['processes']})" if r["processes"] > 1 else ""
-    lines = [f"train bench: {r['model']} ({r['config'] or 'zoo'}), {r['device']}, {r['precision']}, batch "
-             f"{r['batch_size']}{share}, clip {'x'.join(map(str, r['clip']))}, {r['input']} data"
-             + (f" ({r['num_workers']} loader workers)" if r["input"] == "real" else ""),
-             f"system: {system_line(r['system'])}; {r['threads']} torch threads",
-             f"iterations: {r['iters']}, first {r['warmup']} left out, {r['measured_iters']} measured"]
-    if r["s_iter"]:
-        lines.append(f"{'seconds':<22}{'mean':>9}{'p50':>9}{'p95':>9}")
-        for label, key in (("per iteration", "s_iter"), ("  data (host wait)", "data_s"), ("  compute", "compute_s")):
-            s = r[key]
-            lines.append(f"{label:<22}{s['mean']:>9.4f}{s['p50']:>9.4f}{s['p95']:>9.4f}")
-        lines.append(f"clips/s               {r['clips_per_s']:.2f}")
-    lines.append(f"peak memory           {r['peak_memory_mib']:.0f} MiB ({r['peak_memory']})")
-    if r["device"].startswith("cuda"):
-        utilization, syncs = r["gpu_utilization_pct"], r["host_syncs_per_step"]
-        lines.append(f"GPU utilisation       {'not measured' if utilization is None else f'{utilization:.0f} %'} "
-                     "(NVML, timed iterations)")
-        lines.append(f"host syncs per step   {'not measured' if syncs is None else f'{syncs:g}'} "
-                     f"(torch's sync debug mode, {SYNC_COUNT_ITERS} iterations after the timed ones)")
-    o = r["overhead"]
-    if o:
-        verdict = "meets" if o["meets_goal"] else "misses"
-        lines.append(f"VMB step / bare loop  {o['ratio']:.3f} (rounds {o['ratio_min']:.3f}-{o['ratio_max']:.3f}, "
-                     f"{o['rounds']} x {o['steps_per_round']} steps, {o['clock']}; bare {o['bare_s_step']:.4f} "
-                     f"s/step, VMB {o['vmb_s_step']:.4f} s/step; {verdict} the goal <= {o['goal']:.2f})")
-    if r["status"] != "ok":
-        lines.append(f"status: {r['status']}")
-    return "\n".join(lines)

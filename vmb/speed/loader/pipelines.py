@@ -6,7 +6,6 @@ draws the start, so all of them decode the same instants of the same clip. VMB's
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -134,14 +133,6 @@ def _rrc_box(height: int, width: int, scale, ratio, rng: np.random.Generator) ->
             return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
     side = min(height, width)
     return (height - side) // 2, (width - side) // 2, side, side
-
-
-def device_augment():
-    """`vmb.data.augment.apply_clip_augment` when that module exists, else None."""
-    if importlib.util.find_spec("vmb.data.augment") is None:
-        return None
-    module = importlib.import_module("vmb.data.augment")
-    return getattr(module, "apply_clip_augment", None)
 
 
 def make_fns(spec: ClipSpec, spans: Spans, paths: list[str], dataset: KineticsDataset,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 
-from vmb.speed.pipelines import PIPELINES
+from vmb.speed.loader.pipelines import PIPELINES
 
 
 def _fmt_rate(value: float | None) -> str:

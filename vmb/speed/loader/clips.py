@@ -3,7 +3,7 @@
 Source frames are synthetic (`vmb.data.synthetic.render_video`) unless a folder of videos is given, in which
 case each video is decoded and its frames are re-encoded into every format (source-like included), so every
 format holds the same pictures. Each format's folder is a Kinetics-layout split (`train.csv` + files), so
-`KineticsDataset` reads it as it reads the benchmark's data.
+`KineticsDataset` reads it as it reads the benchmark's data. `study_formats` picks the formats under study.
 """
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import json
 import pathlib
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import av
 import numpy as np
 
-from vmb.data.formats import VideoFormat, add_video_stream
+from vmb.data.formats import CANDIDATES, PREPARED, VideoFormat, add_video_stream
 from vmb.data.synthetic import CLASS_NAMES, SyntheticSpec, render_video
-from vmb.errors import DataError
+from vmb.errors import ConfigError, DataError
 
 STAMP = "bench_clips.json"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
@@ -37,6 +38,7 @@ class ClipSource:
     videos: str | None = None
 
     def describe(self) -> str:
+        """The clips in one line (the study's header)."""
         if self.videos:
             return f"{self.num_clips} clips decoded from {self.videos} and re-encoded in every format"
         return (f"{self.num_clips} SYNTHETIC clips (vmb.data.synthetic.render_video; real Kinetics is not used), "
@@ -110,7 +112,7 @@ def encode(path: pathlib.Path, frames: np.ndarray, rate: float, fmt: VideoFormat
 
 
 def prepare_clips(source: ClipSource, formats: list[VideoFormat], work_dir: pathlib.Path,
-                  log=print) -> tuple[dict[str, EncodedSet], list[float]]:
+                  log: Callable[[str], None] = print) -> tuple[dict[str, EncodedSet], list[float]]:
     """Every clip encoded in every format under `work_dir/<format name>/`, reusing earlier encodings made from
     the same source and settings. Returns the sets by format name and each clip's duration in seconds (from
     the source frames, the same for every format)."""
@@ -148,3 +150,19 @@ def prepare_clips(source: ClipSource, formats: list[VideoFormat], work_dir: path
         sets[f.name] = EncodedSet(f, data_dir, tuple(paths[f.name]), tuple(labels),
                                   float(np.mean([p.stat().st_size for p in paths[f.name]])))
     return sets, durations
+
+
+def study_formats(names: list[str] | None) -> tuple[list[VideoFormat], str]:
+    """The formats to study (default: every candidate) and the name of the one equal to formats.PREPARED
+    (PREPARED itself is added when no candidate has its settings)."""
+    same = [f.name for f in CANDIDATES.values() if dataclasses.replace(f, name=PREPARED.name) == PREPARED]
+    prepared_name = same[0] if same else PREPARED.name
+    available = {**CANDIDATES, PREPARED.name: PREPARED}
+    if names is None:
+        chosen = list(CANDIDATES.values()) + ([] if same else [PREPARED])
+    else:
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ConfigError(f"--formats {', '.join(unknown)}: choose from {', '.join(available)}")
+        chosen = [available[prepared_name if n == PREPARED.name else n] for n in dict.fromkeys(names)]
+    return chosen, prepared_name

@@ -1,14 +1,15 @@
-"""Format and loader study (`tools/bench_loader.py`): training clips per second per core, side by side.
+"""The format and loader study (`tools/bench_loader.py`): training clips per second per core, side by side.
 
 One process, one torch thread, one decoder thread: every cell (config x pipeline x format) turns the same clips
-into training clips, and the cells take turns (round-robin over `rounds` rounds, each round starting one cell
-further on) so that machine noise hits all of them alike; a cell's rate is the median of its rounds. The
-pipelines are in `vmb.speed.pipelines`, the clips and their encodings in `vmb.speed.clips`. Ratios and the
-issue's goal checks are pure functions of the measured rows (`compute_ratios`, `goal_checks`).
+into training clips, and the cells take turns (`vmb.speed.loader.cells.time_cells`) so that machine noise hits all
+of them alike; a cell's rate is the median of its rounds. The pipelines are in `vmb.speed.loader.pipelines`, the
+clips and their encodings in `vmb.speed.loader.clips`. Ratios and the issue's goal checks are pure functions of the
+measured rows (`compute_ratios`, `goal_checks`). `run_study` returns the JSON document: {"header", "formats",
+"rows", "goals"}.
 """
 from __future__ import annotations
 
-import dataclasses
+import argparse
 import json
 import os
 import pathlib
@@ -17,16 +18,15 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Callable
 
-from vmb.data.formats import CANDIDATES, PREPARED, SOURCE_LIKE, VideoFormat
-from vmb.errors import ConfigError
-from vmb.speed.pipelines import PIPELINES, SHARED_SPANS, ClipFn
-from vmb.speed.report import format_goals, format_header, format_table
+from vmb.data.formats import SOURCE_LIKE, VideoFormat
+from vmb.speed.loader.cells import Cell, build_cells, time_cells
+from vmb.speed.loader.clips import ClipSource, EncodedSet, prepare_clips, study_formats
+from vmb.speed.loader.pipelines import PIPELINES, SHARED_SPANS
+from vmb.speed.loader.report import format_goals, format_header, format_table
 
-DEFAULT_CONFIGS = ("configs/X3D_M.yaml", "configs/MVIT_B_16x4.yaml")
-WARMUP_REP = 1_000_000  # the warm-up clip's repetition: outside the timed sequence of spans
 BOUND, REFERENCE = "pyav_bound", "pytorchvideo"
 RATIO_PIPELINES = ("vmb_train", "vmb_train_torchcodec", "pyav_bound", "pyav_naive", "torchcodec", "pytorchvideo")
 # The issue's goals: (1) X3D-M's pipeline on the prepared format vs the PyAV bound on source-like clips,
@@ -36,75 +36,8 @@ GOAL_MVIT_VS_OWN_BOUND = 0.8
 GOAL_VS_PYTORCHVIDEO = 3.0
 
 
-CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 CLOCK_TEXT = {"cpu": "this process's CPU time (all its threads; robust to other processes on the machine)",
               "wall": "wall-clock time"}
-
-
-@dataclass
-class Cell:
-    """One timed cell: `fn(clip, rep)` makes one training clip. Per round: clips made, wall and CPU seconds."""
-
-    config: str
-    arch: str
-    pipeline: str
-    format: str
-    fn: ClipFn
-    rounds: list[tuple[int, float, float]] = field(default_factory=list)
-    clips: int = 0
-    error: str | None = None
-
-    def rates(self, clock: str) -> list[float]:
-        """Clips per second of `clock` ("cpu": this process's CPU time, "wall": elapsed time), per round."""
-        return [made / (cpu if clock == "cpu" else wall) for made, wall, cpu in self.rounds]
-
-    @property
-    def cpu_share(self) -> float | None:
-        """CPU seconds / wall seconds over all rounds: below 1 when other processes took the core."""
-        wall = sum(r[1] for r in self.rounds)
-        return sum(r[2] for r in self.rounds) / wall if wall else None
-
-
-def key_of(counter: int, num_clips: int) -> tuple[int, int]:
-    """The counter-th (clip, repetition) of every cell: clips in order, then again at the next repetition."""
-    return counter % num_clips, counter // num_clips
-
-
-def _error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
-
-
-def time_cells(cells: list[Cell], num_clips: int, seconds: float, rounds: int, clock: str = "cpu",
-               progress: Callable[[str], None] | None = None) -> None:
-    """Fill each cell's `rounds`: one untimed warm-up clip, then `rounds` rounds in which each cell in turn
-    makes clips until it has used seconds / rounds of `clock` (whole clips; wall and CPU time are both kept).
-    A cell that raises keeps its error and is left out from then on."""
-    for cell in cells:
-        try:
-            cell.fn(0, WARMUP_REP)
-        except Exception as exc:  # a pipeline that cannot read a format is a result, not a crash
-            cell.error = _error_line(exc)
-    slice_s, budget = seconds / rounds, CLOCKS[clock]
-    for round_index in range(rounds):
-        shift = round_index % max(1, len(cells))
-        for cell in cells[shift:] + cells[:shift]:
-            if cell.error:
-                continue
-            made, wall0, cpu0, start = 0, time.perf_counter(), time.process_time(), budget()
-            try:
-                while True:
-                    cell.fn(*key_of(cell.clips, num_clips))
-                    cell.clips += 1
-                    made += 1
-                    if budget() - start >= slice_s:
-                        break
-            except Exception as exc:
-                cell.error = _error_line(exc)
-                continue
-            cell.rounds.append((made, time.perf_counter() - wall0, time.process_time() - cpu0))
-        if progress:
-            progress(f"round {round_index + 1}/{rounds} done")
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -160,22 +93,6 @@ def goal_checks(rows: list[dict], prepared_format: str) -> list[dict]:
     ]
 
 
-def study_formats(names: list[str] | None) -> tuple[list[VideoFormat], str]:
-    """The formats to study (default: every candidate) and the name of the one equal to formats.PREPARED
-    (PREPARED itself is added when no candidate has its settings)."""
-    same = [f.name for f in CANDIDATES.values() if dataclasses.replace(f, name=PREPARED.name) == PREPARED]
-    prepared_name = same[0] if same else PREPARED.name
-    available = {**CANDIDATES, PREPARED.name: PREPARED}
-    if names is None:
-        chosen = list(CANDIDATES.values()) + ([] if same else [PREPARED])
-    else:
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise ConfigError(f"--formats {', '.join(unknown)}: choose from {', '.join(available)}")
-        chosen = [available[prepared_name if n == PREPARED.name else n] for n in dict.fromkeys(names)]
-    return chosen, prepared_name
-
-
 def _row(cell: Cell, configs: dict[str, str], sets: dict, clock: str) -> dict:
     def median(values: list[float]) -> float | None:
         return statistics.median(values) if values and not cell.error else None
@@ -188,22 +105,38 @@ def _row(cell: Cell, configs: dict[str, str], sets: dict, clock: str) -> dict:
             "bytes_per_clip": sets[cell.format].bytes_per_clip if cell.pipeline != "augment_device" else None}
 
 
+def _prepare(args: argparse.Namespace, formats: list[VideoFormat], work_dir: pathlib.Path,
+             log: Callable[[str], None]) -> tuple[ClipSource, dict[str, EncodedSet], list[float]]:
+    source = ClipSource(num_clips=args.clips, width=args.width, height=args.height, seconds=args.clip_seconds,
+                        fps=args.fps, seed=args.seed, videos=args.videos)
+    sets, durations = prepare_clips(source, formats, work_dir, log)
+    return source, sets, durations
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("torch", "av", "torchcodec", "pytorchvideo", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    return found
+
+
 def _to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_study(args, out: Callable[[str], None] = print, record=None,
+def run_study(args: argparse.Namespace, out: Callable[[str], None] = print, record: Callable | None = None,
               progress: Callable[[str], None] | None = _to_stderr) -> dict:
-    """Run the study the parsed command line `args` describes (see vmb.cli.bench_loader); print the tables with
+    """Run the study the checked command line `args` describes (vmb.speed.loader.options); print the tables with
     `out`, progress with `progress`, and return the JSON document. `record(config, pipeline, format, clip, rep,
     times)` is called with the span of every shared-span call (for tests)."""
-    from vmb.speed.cells import build_cells, prepare, versions
-
     torch_threads = _one_thread()
     formats, prepared_name = study_formats(args.formats)
     work_dir = pathlib.Path(args.work_dir) if args.work_dir else pathlib.Path(tempfile.mkdtemp(prefix="vmb_bench_"))
     try:
-        source, sets, durations = prepare(args, formats, work_dir, progress or (lambda _message: None))
+        source, sets, durations = _prepare(args, formats, work_dir, progress or (lambda _message: None))
         cells, configs = build_cells(args, sets, durations, record)
         load_start = os.getloadavg()
         started = time.perf_counter()
@@ -235,7 +168,7 @@ def run_study(args, out: Callable[[str], None] = print, record=None,
                         "crop for an RRC config) + flip, in torch ops; no RandAugment, erasing or normalisation",
         "prepared_format": prepared_name, "torch_threads": torch_threads,
         "load_average_start": load_start, "load_average_end": os.getloadavg(), "study_seconds": round(study_s, 1),
-        "cpu_count": os.cpu_count(), "versions": versions(),
+        "cpu_count": os.cpu_count(), "versions": _versions(),
     }
     document = {"header": header,
                 "formats": [{**f.as_dict(), "bytes_per_clip": sets[f.name].bytes_per_clip} for f in formats],
