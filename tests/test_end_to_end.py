@@ -11,7 +11,6 @@ import json
 import math
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from vmb.config import config_digest, load_config
 from vmb.data.kinetics import KineticsDataset
 from vmb.engine import step, train
 from vmb.engine.checkpoint import load_checkpoint
+from vmb.engine.distributed import free_port
 from vmb.record.schema import CHECKPOINT_FILE, Result
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest
@@ -439,11 +439,6 @@ def test_log_line_cut_by_the_kill_is_dropped_on_resume(interrupted_run):
     assert result["energy_j"] is None and result["energy_note"].startswith("not measured: CPU run")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_two_processes_match_one(tiny_videos_dir, tmp_path, smoke_config, tiny_train_args, child_env):
     extra = ("BENCHMARK.TARGET_TOP1", "100", "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "0.5")
@@ -453,7 +448,7 @@ def test_two_processes_match_one(tiny_videos_dir, tmp_path, smoke_config, tiny_t
         argv = [str(RUN_NET), "--cfg", str(smoke_config), *tiny_train_args(tiny_videos_dir, out, *extra)]
         if n == 2:
             argv = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                    "--master_port", str(_free_port()), *argv]
+                    "--master_port", str(free_port()), *argv]
         runs[n] = (out, subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=child_env, text=True,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     cfg = tiny_cfg(smoke_config, tiny_train_args, tiny_videos_dir, tmp_path / "run1", *extra)
@@ -491,7 +486,7 @@ def test_two_processes_resume_from_rank_0s_checkpoint(tiny_videos_dir, tmp_path,
 
     def torchrun(out, kill_after=None):
         argv = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", str(_free_port()), str(RUN_NET), "--cfg", str(smoke_config),
+                "--master_port", str(free_port()), str(RUN_NET), "--cfg", str(smoke_config),
                 *tiny_train_args(tiny_videos_dir, out, *extra)]
         env = {**child_env, **({"VMB_KILL_AFTER": kill_after} if kill_after else {})}
         return subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

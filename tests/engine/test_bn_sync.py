@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 
 import torch
 
 from vmb.engine import distributed
+from vmb.engine.distributed import free_port
 
 WORKER = pathlib.Path(__file__).with_name("dist_bn_worker.py")
 REPO_ROOT = WORKER.parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def run_worker(nproc: int, weights: pathlib.Path, args: list[str], env: dict) -> dict:
     """dist_bn_worker.py in `nproc` processes (torchrun for 2 or more); rank 0's JSON report."""
     launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                                      "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+                                      "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     proc = subprocess.run([sys.executable, *launcher, str(WORKER), str(weights), *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

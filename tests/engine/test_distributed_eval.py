@@ -1,23 +1,18 @@
 """Validation counts are exact across processes: 1 and 2 (and 3) processes count the same correct videos."""
 import json
 import pathlib
-import socket
 import subprocess
 import sys
+
+from vmb.engine.distributed import free_port
 
 WORKER = pathlib.Path(__file__).with_name("dist_eval_worker.py")
 REPO_ROOT = WORKER.parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _evaluate(nproc: int, args: list[str], env: dict) -> dict:
     launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                                      "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+                                      "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     proc = subprocess.run([sys.executable, *launcher, str(WORKER), *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

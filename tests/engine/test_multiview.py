@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -11,6 +10,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
+from vmb.engine.distributed import free_port
 from vmb.config import load_config
 from vmb.data.loader import build_loaders
 from vmb.engine import train
@@ -144,18 +144,13 @@ def test_bad_views_is_a_usage_error(smoke_config, capsys):
     assert "is not CLIPSxCROPS, e.g. 10x3" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_two_processes_count_as_one(trained, smoke_config, tmp_path, child_env):
     args, _ = trained
     reports = {}
     for n in (1, 2):
         launcher = [] if n == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", "2",
-                                      "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+                                      "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
         report_file = tmp_path / f"report{n}.json"
         proc = subprocess.run([sys.executable, *launcher, str(TEST_NET), "--cfg", str(smoke_config), "--views", "2x3",
                                "--json", str(report_file), *args], cwd=REPO_ROOT, env=child_env,

@@ -82,7 +82,8 @@ def processes_to_spawn(num_gpus: int) -> int:
     return num_gpus
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now, for a process group's rendezvous."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -100,7 +101,7 @@ def launch(num_processes: int, fn: Callable, *args) -> None:
         fn(*args)
         return
     try:
-        torch.multiprocessing.spawn(_spawned_entry, args=(num_processes, _free_port(), fn, args),
+        torch.multiprocessing.spawn(_spawned_entry, args=(num_processes, free_port(), fn, args),
                                     nprocs=num_processes, join=True)
     except torch.multiprocessing.ProcessExitedException as exc:
         raise VMBError(f"training process {exc.error_index} exited with status {exc.exit_code}; "
