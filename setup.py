@@ -7,7 +7,7 @@ setup(
     description="Video Model Benchmark: time-to-accuracy for video models (X3D-M, MViT-B) on Kinetics20",
     python_requires=">=3.9",
     # The canonical configs live in the repository's configs/ and are installed inside the package as
-    # vmb/configs/ (vmb.record.rules finds them in either place), so a non-editable install scores runs too.
+    # vmb/configs/ (vmb.rules finds them in either place), so a non-editable install scores runs too.
     packages=[*find_packages(include=["vmb", "vmb.*"]), "vmb.configs"],
     package_dir={"vmb.configs": "configs"},
     package_data={"vmb.scoring": ["compliance_rules/*.yaml"], "vmb.configs": ["*.yaml", "*/*.yaml"]},
@@ -46,7 +46,8 @@ setup(
     ]},
     extras_require={
         # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17"],
+        # import-linter: the layer contracts in .importlinter (tests/test_import_contracts.py).
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17", "import-linter>=2.0"],
         # DATA.DECODING_BACKEND values that need more than PyAV (vmb.data.video.BACKENDS).
         "torchcodec": ["torchcodec>=0.17"],
         "torchcodec_cuda": ["torchcodec>=0.17"],  # the PyPI wheel includes NVDEC decoding for torch's CUDA

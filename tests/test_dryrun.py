@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from vmb.cli import make_synthetic, run_net, score
-from vmb.record import rules
+from vmb import rules
 from vmb.config import flat_items, load_config
 from vmb.config.load import BASE_KEY
 from vmb.data.manifest import read_manifest

@@ -1,7 +1,7 @@
 """tools/score.py and tools/package.py as a user runs them, in child processes, on real tiny runs.
 
 The tiny runs belong to two test-only benchmarks (tiny_cnn, tiny_transformer); a child process registers
-them in vmb.record.rules.BENCHMARKS and then calls vmb.cli.score.main, exactly what tools/score.py calls. The
+them in vmb.rules.BENCHMARKS and then calls vmb.cli.score.main, exactly what tools/score.py calls. The
 invalid-set case runs tools/score.py itself on a tiny run that claims to be the smoke benchmark.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ TINY = {"tiny_cnn": "cnn", "tiny_transformer": "transformer"}
 # What tools/score.py runs, with the tiny benchmarks registered first (argv[1]: NAME:CLASS:CONFIG,...).
 LAUNCH_SCORE = """
 import pathlib, sys
-from vmb.record import rules
+from vmb import rules
 for spec in sys.argv[1].split(","):
     name, model_class, config = spec.split(":", 2)
     rules.BENCHMARKS[name] = rules.Benchmark(name, model_class, "tiny", pathlib.Path(config))

@@ -19,6 +19,24 @@ class ReportError(VMBError):
     """The report folder cannot be written."""
 
 
+def system_line(system: dict) -> str:
+    """A compact description of a system.json (vmb.record.system.describe_system): accelerators and count, CPU,
+    memory, framework."""
+    def get(key: str) -> str:
+        value = system.get(key)
+        return "?" if value in (None, "") else str(value)
+
+    if system.get("device_type") == "cuda":
+        per_node, nodes = system.get("accelerators_per_node"), system.get("number_of_nodes")
+        count = per_node * nodes if all(type(n) is int for n in (per_node, nodes)) else "?"
+        devices = f"{count} x {get('accelerator_model_name')} ({get('accelerator_memory_capacity')})"
+    else:
+        processes = get("processes")
+        devices = f"CPU only, {processes} process{'' if processes == '1' else 'es'}"
+    return (f"{devices}; CPU {get('host_processor_model_name')} ({get('host_processor_core_count')} cores); "
+            f"memory {get('host_memory_capacity')}; {get('framework')}")
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Left-aligned columns, indented by two spaces, one line per row."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from vmb.record import rules
+from vmb import rules
 from vmb.config import config_digest, config_from_yaml_text, flat_items, get_defaults, load_config
 from vmb.errors import ConfigError, VMBError
 

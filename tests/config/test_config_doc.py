@@ -7,7 +7,7 @@ import pathlib
 import pytest
 
 from vmb.config import doc, flat_items, get_defaults, load
-from vmb.record import rules
+from vmb import rules
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIG_MD = REPO_ROOT / "docs" / "CONFIG.md"

@@ -41,7 +41,8 @@ from vmb.data.formats import PREPARED, VideoFormat, add_video_stream
 from vmb.data.kinetics import ClipSpec, KineticsDataset
 from vmb.data.sampling import clip_duration, clip_start, sample_times
 from vmb.data.transforms import center_crop_geometry, jitter_crop_geometry, random_resized_crop_geometry
-from vmb.data.video import (BACKENDS, Backend, Box, ClipRequest, DeviceDecodeError, decode_clip as pyav_decode_clip,
+from vmb.backends import BACKENDS, Backend
+from vmb.data.video import (Box, ClipRequest, DeviceDecodeError, decode_clip as pyav_decode_clip,
                             decodes_on_cpu, full_frame, get_decoder)
 from vmb.errors import ConfigError, DataError
 

@@ -15,7 +15,8 @@ from vmb.data.device_loader import DeviceBatches
 from vmb.data.kinetics import KineticsDataset
 from vmb.data.loader import (CachedValLoader, ShardSampler, TrainSampler, build_loader, build_loaders,
                              clip_spec_from_cfg, num_workers_here)
-from vmb.data.video import BACKENDS, Backend, batch_decoder
+from vmb.backends import BACKENDS, Backend
+from vmb.data.video import batch_decoder
 from vmb.engine.meters import DataWait, timed_batches
 from vmb.errors import ConfigError, DataError
 

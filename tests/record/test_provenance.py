@@ -9,7 +9,8 @@ import pytest
 
 import vmb
 from vmb.config import config_digest, load_config
-from vmb.record import provenance, rules
+from vmb import rules
+from vmb.record import provenance
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance, git_state, source_files, tree_digest
 from vmb.record.runlog import RunLog, find, read_events

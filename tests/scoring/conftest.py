@@ -2,7 +2,7 @@
 
 The tiny runs belong to two test-only benchmarks, tiny_cnn and tiny_transformer (suite "tiny"), whose
 canonical configs are the tiny X3D of tests/conftest.py with a 40 % target; the `tiny_benchmarks` fixture
-registers them in vmb.record.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
+registers them in vmb.rules.BENCHMARKS for one test. Hand-made runs (`fake_run`) are written through
 the real RunLog and header (vmb.record.header) with chosen times, seeds, outcomes, epochs and divisions, and
 this code's provenance, for the arithmetic of several runs.
 """
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from vmb.record import rules
+from vmb import rules
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance
 from vmb.record.runlog import RunLog

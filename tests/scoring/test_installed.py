@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCORE = "import sys; from vmb.cli.score import main; sys.exit(main(sys.argv[1:]))"
-WHERE = ("from vmb.record import provenance, rules; "
+WHERE = ("from vmb import rules; from vmb.record import provenance; "
          "print(rules.CONFIG_DIR); print(provenance.code_provenance()['source_digest'])")
 
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from vmb.config import load_config
-from vmb.record import rules
+from vmb import rules
 from vmb.record.faults import KILL_AFTER_ENV
 from vmb.record.runlog import find, read_events
 from vmb.record.schema import CHECKPOINT, RESUME, RUN_LOG, effective_evals

@@ -52,9 +52,9 @@ def add_run_defaults(cfg: CfgNode) -> None:
 
     # What the run is timed against.
     cfg.BENCHMARK = CfgNode()
-    cfg.BENCHMARK.NAME = ""  # a key of vmb.record.rules.BENCHMARKS, e.g. "x3d_m" (other names are never scored)
+    cfg.BENCHMARK.NAME = ""  # a key of vmb.rules.BENCHMARKS, e.g. "x3d_m" (other names are never scored)
     # Validation top-1 (percent, 0-100) whose first evaluation at or above it stops the clock.
     cfg.BENCHMARK.TARGET_TOP1 = 0.0
-    # MLPerf's division (vmb.record.rules.DIVISIONS): "closed" runs the canonical recipe and code; "open" may
+    # MLPerf's division (vmb.rules.DIVISIONS): "closed" runs the canonical recipe and code; "open" may
     # change them, and the scorer reports every difference next to its score.
     cfg.BENCHMARK.DIVISION = "closed"

@@ -18,7 +18,7 @@ from typing import Any
 
 from vmb.config import defaults_data, defaults_model, defaults_run, defaults_solver
 from vmb.config.load import BASE_KEY, IGNORED, MAX_BASE_DEPTH, flat_items, get_defaults
-from vmb.record.rules import RESOURCE_KEYS
+from vmb.rules import RESOURCE_KEYS
 
 COMMAND = "python -m vmb.config.doc > docs/CONFIG.md"
 DEFAULTS_MODULES = (defaults_run, defaults_data, defaults_model, defaults_solver)
@@ -116,7 +116,7 @@ def config_doc() -> str:
         "(relative to the file itself, or absolute): the base is read first, then the file's keys replace the",
         f"base's one by one (a list replaces the base's list whole); bases may have bases, at most {MAX_BASE_DEPTH} "
         "deep.",
-        "\"resource\" marks the keys a submitter may change (`vmb.record.rules.RESOURCE_KEYS`); the scorer rejects",
+        "\"resource\" marks the keys a submitter may change (`vmb.rules.RESOURCE_KEYS`); the scorer rejects",
         "any other difference from the canonical config. Defaults are written as in a YAML file.",
     ]
     for heading, keys in sections.items():

@@ -27,9 +27,9 @@ from vmb.config.defaults_data import add_data_defaults
 from vmb.config.defaults_model import add_model_defaults
 from vmb.config.defaults_run import add_run_defaults
 from vmb.config.defaults_solver import add_solver_defaults
-from vmb.data.video import BACKENDS
+from vmb.backends import BACKENDS
 from vmb.errors import ConfigError
-from vmb.record.rules import DIVISIONS
+from vmb.rules import DIVISIONS
 
 _CHOICES = {
     "MODEL.ARCH": ("x3d", "mvit"),

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from vmb.data.device_loader import DeviceBatches
 from vmb.data.kinetics import ClipSpec, KineticsDataset
-from vmb.data.video import BACKENDS
+from vmb.backends import BACKENDS
 from vmb.errors import ConfigError
 
 # How DataLoader workers start (build_loader): fork, where the platform has it.

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vmb.backends import BACKENDS
 from vmb.errors import ConfigError, DataError, VMBError
 
 # A clip fails when fewer than this fraction of its instants have their own decoded frame (the others
@@ -89,28 +90,6 @@ class ClipRequest:
 # (before timing when the file cannot be opened, before geometry when its frames cannot be decoded), so that a
 # dataset's per-clip random draws are the same whichever backend decodes.
 BatchDecoder = Callable[[Sequence[ClipRequest]], "list[torch.Tensor | DataError]"]
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A DATA.DECODING_BACKEND: where its code is, and where its frames land.
-
-    `entry` is "module:function", imported on first use (optional backends need their packages only when
-    chosen). A host backend's function is a `Decoder` (decode_clip's signature and contract), run in data-loader
-    workers; an on-device backend's is a factory `(torch.device) -> BatchDecoder` whose frames stay on that
-    GPU, run in a background thread of the training process (vmb.data.device_loader), never in workers.
-    """
-
-    entry: str
-    on_device: bool
-
-
-BACKENDS = {
-    "pyav": Backend("vmb.data.video:decode_clip", on_device=False),
-    "torchcodec": Backend("vmb.data.video_torchcodec:decode_clip", on_device=False),
-    "torchcodec_cuda": Backend("vmb.data.video_torchcodec:batch_decoder_cuda", on_device=True),
-    "dali": Backend("vmb.data.video_dali:batch_decoder", on_device=True),
-}
 
 
 def get_decoder(backend: str) -> Callable:

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from vmb.data.kinetics import KineticsDataset
 from vmb.data.loader import ShardSampler, build_loader, clip_spec_from_cfg, num_workers_here
 from vmb.data.transforms import normalize
-from vmb.data.video import BACKENDS, check_decoding_device
+from vmb.backends import BACKENDS
+from vmb.data.video import check_decoding_device
 from vmb.engine import distributed
 from vmb.engine.checkpoint import load_weights
 from vmb.engine.precision import autocast, memory_format, unsupported

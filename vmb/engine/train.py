@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from vmb.record import rules
+from vmb import rules
 from vmb.record.fingerprint import dataset_fingerprint
 from vmb.record.energy import NOT_MEASURED_NVML, NOT_MEASURED_RESUMED, GpuEnergy
 from vmb.record.header import log_header

@@ -1,5 +1,5 @@
 """The run log's header, logged once before run_start: what is run, where, in which division, with which
-hyperparameters (vmb.record.rules.LOGGED_HYPERPARAMETERS), and digests of the code and of the config. The
+hyperparameters (vmb.rules.LOGGED_HYPERPARAMETERS), and digests of the code and of the config. The
 scorer checks each against config.yaml and result.json (vmb.scoring.validate)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fvcore.common.config import CfgNode
 from mlperf_logging.mllog import constants as C
 
 from vmb.config import config_digest
-from vmb.record import rules
+from vmb import rules
 from vmb.record.runlog import RunLog
 from vmb.record.schema import CONFIG_DIGEST, SOURCE_DIGEST
 

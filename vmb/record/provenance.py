@@ -3,7 +3,7 @@ the package is a git checkout.
 
 The source digest is the same for an editable checkout and a wheel install of the same files: the package's
 *.py and *.yaml files are named `vmb/<path>` and the canonical configs `configs/<path>`, wherever
-vmb.record.rules.CONFIG_DIR finds them (the repository's configs/ or the installed vmb/configs/).
+vmb.rules.CONFIG_DIR finds them (the repository's configs/ or the installed vmb/configs/).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import vmb
-from vmb.record import rules
+from vmb import rules
 from vmb.files import sha256_file
 
 PACKAGE_DIR = Path(vmb.__file__).resolve().parent

@@ -79,20 +79,3 @@ def describe_system(device_type: str, world_size: int, num_nodes: int) -> dict:
         "av_version": _version("av"),
         "vmb_version": vmb.__version__,
     }
-
-
-def system_line(system: dict) -> str:
-    """A compact description: accelerators and count, CPU, memory, framework."""
-    def get(key: str) -> str:
-        value = system.get(key)
-        return "?" if value in (None, "") else str(value)
-
-    if system.get("device_type") == "cuda":
-        per_node, nodes = system.get("accelerators_per_node"), system.get("number_of_nodes")
-        count = per_node * nodes if all(type(n) is int for n in (per_node, nodes)) else "?"
-        devices = f"{count} x {get('accelerator_model_name')} ({get('accelerator_memory_capacity')})"
-    else:
-        processes = get("processes")
-        devices = f"CPU only, {processes} process{'' if processes == '1' else 'es'}"
-    return (f"{devices}; CPU {get('host_processor_model_name')} ({get('host_processor_core_count')} cores); "
-            f"memory {get('host_memory_capacity')}; {get('framework')}")

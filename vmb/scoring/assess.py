@@ -18,7 +18,7 @@ from typing import Sequence
 from fvcore.common.config import CfgNode
 
 from vmb.config import load_config
-from vmb.record import rules
+from vmb import rules
 from vmb.record.schema import RUN_LOG
 from vmb.scoring.convergence import Convergence, check_convergence, not_checked
 from vmb.scoring.cost import cost_to_target, energy_to_target

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from fvcore.common.config import CfgNode
 
 import vmb
-from vmb.record import rules
+from vmb import rules
 from vmb.config import config_digest
-from vmb.record.system import system_line
+from vmb.reporting import system_line
 from vmb.errors import VMBError
 
 if TYPE_CHECKING:

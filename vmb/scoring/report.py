@@ -11,11 +11,11 @@ from typing import Any, Iterable
 
 from matplotlib.figure import Figure
 
-from vmb.record import rules
+from vmb import rules
 from vmb.record.runlog import find
 from vmb.record.schema import RUN_START
 from vmb.scoring.score import OLYMPIC_MIN_RUNS
-from vmb.record.system import system_line
+from vmb.reporting import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult
 from vmb.scoring.convergence import P_VALUE
 from vmb.scoring.validate import Run

@@ -18,7 +18,7 @@ from fvcore.common.config import CfgNode
 
 from vmb.config import config_digest, config_from_yaml_text, flat_items, load_config
 from vmb.errors import VMBError
-from vmb.record import rules
+from vmb import rules
 from vmb.record.runlog import LogEvent, find, read_events
 from vmb.record.schema import (ABORTED, BOOL_OR_NULL, CONFIG, CONFIG_DIGEST, INTEGER, NUMBER, PROVENANCE_FIELDS,
                                RESULT, RESULT_FIELDS, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP, SOURCE_DIGEST,

@@ -222,7 +222,8 @@ def progress_line(row: dict) -> str:
 def make_header(args: argparse.Namespace) -> dict:
     """The run's set-up: device, software, options (the models are added as they are built)."""
     from vmb.engine.numerics import set_numerics
-    from vmb.record.system import describe_system, system_line
+    from vmb.record.system import describe_system
+    from vmb.reporting import system_line
 
     return {"system": system_line(describe_system(args.device.type, 1, 1)), "device": str(args.device),
             "device_name": torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU",

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from vmb.record.system import system_line
+from vmb.reporting import system_line
 from vmb.speed.latency import percentile
 from vmb.speed.train_bench import SYNC_COUNT_ITERS, IterTimes, overhead_clock
 

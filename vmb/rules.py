@@ -14,7 +14,7 @@ from fvcore.common.config import CfgNode
 def _config_dir() -> Path:
     """The canonical configs: installed inside the package (vmb/configs, setup.py) or, in a checkout or an
     editable install, the repository's configs/ folder."""
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parent
     installed = package / "configs"
     return installed if installed.is_dir() else package.parent / "configs"
 
