@@ -25,7 +25,7 @@ import torch
 from vmb.config import load_config
 from vmb.data.device_loader import DeviceBatches
 from vmb.data.loader import TrainSampler, build_loaders, per_process_batch
-from vmb.data.synthetic import ensure_config_dataset
+from vmb.data.prepare.synthetic import ensure_config_dataset
 
 
 def loop(batches, step_s: float) -> tuple[float, float, int]:

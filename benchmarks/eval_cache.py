@@ -23,7 +23,7 @@ import torch
 
 from vmb.config import load_config
 from vmb.data.loader import build_loaders, num_workers_here, usable_cores
-from vmb.data.synthetic import ensure_config_dataset
+from vmb.data.prepare.synthetic import ensure_config_dataset
 from vmb.engine.distributed import cpu_threads
 from vmb.engine.evaluate import evaluate
 from vmb.models.build import build_model

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from vmb.data.synthetic import write_mp4
+from vmb.data.prepare.synthetic import write_mp4
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO_ROOT / "configs" / "smoke" / "X3D.yaml"

@@ -16,8 +16,8 @@ from vmb.cli import make_synthetic, run_net, score
 from vmb import rules
 from vmb.config import flat_items, load_config
 from vmb.config.load import BASE_KEY
-from vmb.data.manifest import read_manifest
-from vmb.data.synthetic import PROFILE_DIRS
+from vmb.data.prepare.manifest import read_manifest
+from vmb.data.prepare.synthetic import PROFILE_DIRS
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DRYRUN = {"dryrun_x3d_m": REPO_ROOT / "configs/dryrun/X3D_M.yaml",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-from vmb.data.manifest import write_manifest
+from vmb.data.prepare.manifest import write_manifest
 
 TINY_NUM_CLASSES, TINY_FRAMES, TINY_FPS = 4, 20, 10  # as tests/conftest.py writes the tiny dataset
 

@@ -18,7 +18,7 @@ per clip, all on the mean absolute difference of each frame in grey levels:
 
 The test videos: "intra" is lossless all-intra x264 (crf 0, which x264 writes as High 4:4:4 Intra: exact for the
 CPU tests, but NVDEC cannot decode it); "prepared" is the benchmark's own prepared format (lossy all-intra, 4:2:0,
-vmb.data.formats.PREPARED at the source size), and with "bframes" (crf 10, 4:2:0, B-frames) the formats the GPU
+vmb.data.prepare.formats.PREPARED at the source size), and with "bframes" (crf 10, 4:2:0, B-frames) the formats the GPU
 tests decode. The `cuda` tests need an NVIDIA GPU (and, for DALI, its wheel); they are skipped without one.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vmb.data import video_torchcodec as torchcodec_backend
-from vmb.data.formats import PREPARED, VideoFormat, add_video_stream
+from vmb.data.prepare.formats import PREPARED, VideoFormat, add_video_stream
 from vmb.data.kinetics import ClipSpec, KineticsDataset
 from vmb.data.sampling import clip_duration, clip_start, sample_times
 from vmb.data.transforms import center_crop_geometry, jitter_crop_geometry, random_resized_crop_geometry

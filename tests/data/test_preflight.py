@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from vmb.data.manifest import MANIFEST
+from vmb.data.prepare.manifest import MANIFEST
 from vmb.data.preflight import check_dataset, probe_video
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest

@@ -1,4 +1,5 @@
-"""Tests of tools/prepare_kinetics20.py (vmb/data/prepare.py, k400.py, transcode.py) on a fake Kinetics-400 copy.
+"""Tests of tools/prepare_kinetics20.py (vmb/data/prepare/kinetics20.py, k400.py, transcode.py) on a fake
+Kinetics-400 copy.
 
 Most tests share one preparation of the fake copy (`prepared`) at a short side of 64 pixels instead of 256, so
 that the whole file stays fast; one test runs the command itself with the benchmark's format.
@@ -22,12 +23,12 @@ import pytest
 from fake_k400 import (AV1_ENCODER, DUPLICATE_ROWS, FAKE_CLIPS, MALFORMED_ROWS, ROTATION_DEGREES, VFR_LEVEL_STEP,
                        VFR_TIMES_MS, FakeClip, write_annotations, write_clip, write_fake_k400)
 from vmb.cli import prepare_kinetics20
-from vmb.data import prepare
-from vmb.data.formats import FORMAT_VERSION, PREPARED
-from vmb.data.k400 import CLASSES, class_folder, index_sources, read_annotations
+from vmb.data.prepare import kinetics20 as prepare
+from vmb.data.prepare.formats import FORMAT_VERSION, PREPARED
+from vmb.data.prepare.k400 import CLASSES, class_folder, index_sources, read_annotations
 from vmb.data.kinetics import ClipSpec, KineticsDataset, read_split_csv
-from vmb.data.manifest import fingerprint, read_manifest, write_manifest
-from vmb.data.transcode import constant_rate, rotate_yuv420p
+from vmb.data.prepare.manifest import fingerprint, read_manifest, write_manifest
+from vmb.data.prepare.transcode import constant_rate, rotate_yuv420p
 from vmb.files import TEMP_MARK
 from vmb.errors import DataError
 

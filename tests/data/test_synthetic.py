@@ -12,20 +12,12 @@ import av
 import numpy as np
 import pytest
 
-from vmb.data import synthetic
-from vmb.data.formats import FORMAT_VERSION, PREPARED
-from vmb.data.manifest import MANIFEST, read_manifest
-from vmb.data.synthetic import (
-    CLASS_NAMES,
-    GENERATOR_VERSION,
-    MOTIONS,
-    PROFILES,
-    SyntheticSpec,
-    ensure_synthetic_dataset,
-    profile_spec,
-    render_frames,
-    render_video,
-)
+from vmb.data.prepare import synthetic
+from vmb.data.prepare.formats import FORMAT_VERSION, PREPARED
+from vmb.data.prepare.manifest import MANIFEST, read_manifest
+from vmb.data.prepare.synthetic import (GENERATOR_VERSION, PROFILES, SyntheticSpec, ensure_synthetic_dataset,
+                                        profile_spec)
+from vmb.data.prepare.synthetic_render import CLASS_NAMES, MOTIONS, render_frames, render_video
 from vmb.errors import ConfigError, DataError
 
 TINY = SyntheticSpec(train_per_class=1, val_per_class=2, width=48, height=32, num_frames=16)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vmb.data import video
-from vmb.data.formats import VideoFormat, add_video_stream
+from vmb.data.prepare.formats import VideoFormat, add_video_stream
 from vmb.data.sampling import clip_duration, clip_start, sample_times
 from vmb.data.video import Box, decode_clip, full_frame
 from vmb.errors import DataError

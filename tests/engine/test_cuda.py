@@ -210,7 +210,7 @@ def test_randaugment_op_never_waits_for_the_device(op, tiny_videos_dir, tmp_path
 def prepared_videos(tmp_path_factory) -> pathlib.Path:
     """A small Kinetics-shaped synthetic set in the prepared format (lossy all-intra 4:2:0, which NVDEC decodes):
     20 classes x 1 train and 1 val video of 2 s at 456x256."""
-    from vmb.data.synthetic import ensure_synthetic_dataset, profile_spec
+    from vmb.data.prepare.synthetic import ensure_synthetic_dataset, profile_spec
 
     return ensure_synthetic_dataset(tmp_path_factory.mktemp("prepared"), profile_spec("kinetics", 1, 1, 2.0),
                                     workers=os.cpu_count() or 1)

@@ -11,7 +11,7 @@ import pytest
 
 from vmb.files import sha256_file
 from vmb.record.fingerprint import dataset_fingerprint
-from vmb.data.manifest import MANIFEST
+from vmb.data.prepare.manifest import MANIFEST
 from vmb.errors import DataError
 from tiny_manifest import write_tiny_manifest
 

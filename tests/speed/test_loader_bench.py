@@ -12,7 +12,7 @@ import torch
 
 from vmb.cli.bench_loader import main as bench_loader
 from vmb.config import load_config
-from vmb.data.formats import CANDIDATES
+from vmb.data.prepare.formats import CANDIDATES
 from vmb.data.loader import clip_spec_from_cfg
 from vmb.data.video import decode_clip, full_frame
 from vmb.speed.loader.cells import Cell, key_of, time_cells

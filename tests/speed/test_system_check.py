@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from vmb.config import load_config
-from vmb.data.synthetic import SPEC_FILE, profile_spec
+from vmb.data.prepare.synthetic import SPEC_FILE, profile_spec
 from vmb.cli import system_check as system_check_cli
 from vmb.speed import allreduce_bench, infer, train_bench
 from vmb.speed.system_check import cells as check_cells

@@ -15,7 +15,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
     import time
 
-    from vmb.data.synthetic import PROFILE_DIRS, PROFILES, ensure_synthetic_dataset, profile_spec
+    from vmb.data.prepare.synthetic import PROFILE_DIRS, PROFILES, ensure_synthetic_dataset, profile_spec
 
     parser = argparse.ArgumentParser(description="Write a synthetic 20-class motion video dataset (Kinetics layout).")
     parser.add_argument("--profile", choices=list(PROFILES), default="smoke",

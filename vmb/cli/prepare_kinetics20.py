@@ -12,7 +12,7 @@ from vmb.errors import exit_on_error
 def main(argv: Sequence[str] | None = None) -> int:
     """`tools/prepare_kinetics20.py`: build Kinetics20 from a Kinetics-400 copy (resumable; Ctrl-C is safe)."""
 
-    from vmb.data.prepare import build_kinetics20, default_workers
+    from vmb.data.prepare.kinetics20 import build_kinetics20, default_workers
 
     parser = argparse.ArgumentParser(description="Build Kinetics20 (20 Kinetics-400 classes, re-encoded to the "
                                                  "benchmark's format) from the CVDF Kinetics-400 copy.")

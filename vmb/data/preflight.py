@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from vmb.data.kinetics import missing_data_dir, read_split_csv
-from vmb.data.manifest import MANIFEST, read_manifest
+from vmb.data.prepare.manifest import MANIFEST, read_manifest
 from vmb.errors import DataError
 
 SPLITS = ("train", "val")

@@ -36,7 +36,7 @@ from vmb.record.system import describe_system
 from vmb.config import config_digest
 from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node
 from vmb.data.preflight import check_dataset
-from vmb.data.synthetic import ensure_config_dataset
+from vmb.data.prepare.synthetic import ensure_config_dataset
 from vmb.data.video import check_decoding_device
 from vmb.engine import distributed
 from vmb.engine.checkpoint import restore, resume_state, save_checkpoint, training_state

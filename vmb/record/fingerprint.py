@@ -1,6 +1,6 @@
 """Dataset fingerprint: which dataset a run trained and validated on.
 
-Prepared and generated datasets carry `manifest.json` (vmb.data.manifest), whose fingerprint identifies the
+Prepared and generated datasets carry `manifest.json` (vmb.data.prepare.manifest), whose fingerprint identifies the
 data by its sources and preparation parameters; a run records that. A folder without a manifest (hand-made
 test data) gets a cheap fallback labelled `unprepared:`, over the split CSVs and each listed file's size.
 Neither reads a video byte, so recording the fingerprint never warms the page cache for the next run.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from vmb.data.manifest import MANIFEST, read_manifest
+from vmb.data.prepare.manifest import MANIFEST, read_manifest
 from vmb.errors import DataError
 from vmb.files import sha256_file
 

@@ -35,7 +35,7 @@ from fvcore.common.config import CfgNode
 from vmb.config import load_config
 from vmb.data.augment import draw_clip_augment
 from vmb.data.loader import build_loaders, clip_spec_from_cfg, num_workers_here, per_process_batch, usable_cores
-from vmb.data.synthetic import ensure_config_dataset
+from vmb.data.prepare.synthetic import ensure_config_dataset
 from vmb.data.transforms import normalize
 from vmb.data.video import check_decoding_device
 from vmb.engine.distributed import cpu_threads, run_processes

@@ -1,9 +1,10 @@
 """The loader study's clips: the same source frames encoded in every format under study, cached on disk.
 
-Source frames are synthetic (`vmb.data.synthetic.render_video`) unless a folder of videos is given, in which
-case each video is decoded and its frames are re-encoded into every format (source-like included), so every
-format holds the same pictures. Each format's folder is a Kinetics-layout split (`train.csv` + files), so
-`KineticsDataset` reads it as it reads the benchmark's data. `study_formats` picks the formats under study.
+Source frames are synthetic (`vmb.data.prepare.synthetic_render.render_video`) unless a folder of videos is
+given, in which case each video is decoded and its frames are re-encoded into every format (source-like
+included), so every format holds the same pictures. Each format's folder is a Kinetics-layout split
+(`train.csv` + files), so `KineticsDataset` reads it as it reads the benchmark's data. `study_formats` picks the
+formats under study.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Callable
 import av
 import numpy as np
 
-from vmb.data.formats import CANDIDATES, PREPARED, VideoFormat, add_video_stream
-from vmb.data.synthetic import CLASS_NAMES, SyntheticSpec, render_video
+from vmb.data.prepare.formats import CANDIDATES, PREPARED, VideoFormat, add_video_stream
+from vmb.data.prepare.synthetic import SyntheticSpec
+from vmb.data.prepare.synthetic_render import CLASS_NAMES, render_video
 from vmb.errors import ConfigError, DataError
 
 STAMP = "bench_clips.json"
@@ -41,8 +43,8 @@ class ClipSource:
         """The clips in one line (the study's header)."""
         if self.videos:
             return f"{self.num_clips} clips decoded from {self.videos} and re-encoded in every format"
-        return (f"{self.num_clips} SYNTHETIC clips (vmb.data.synthetic.render_video; real Kinetics is not used), "
-                f"{self.width}x{self.height}, {self.fps} fps, {self.seconds:g} s")
+        return (f"{self.num_clips} SYNTHETIC clips (vmb.data.prepare.synthetic_render.render_video; real Kinetics is "
+                f"not used), {self.width}x{self.height}, {self.fps} fps, {self.seconds:g} s")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="time cells by this process's CPU time (default; on a shared machine other processes "
                              "do not slow it) or by wall-clock time; both are recorded")
-    parser.add_argument("--formats", nargs="+", help="formats to study (default: all of vmb.data.formats."
+    parser.add_argument("--formats", nargs="+", help="formats to study (default: all of vmb.data.prepare.formats."
                                                      "CANDIDATES; 'prepared' names formats.PREPARED)")
     parser.add_argument("--clip-seconds", type=float, default=10.0, help="synthetic clip length (default: 10)")
     parser.add_argument("--size", default="454x256", help="synthetic clip WIDTHxHEIGHT (default: %(default)s)")

@@ -21,7 +21,7 @@ import time
 from importlib import metadata
 from typing import Callable
 
-from vmb.data.formats import SOURCE_LIKE, VideoFormat
+from vmb.data.prepare.formats import SOURCE_LIKE, VideoFormat
 from vmb.speed.loader.cells import Cell, build_cells, time_cells
 from vmb.speed.loader.clips import ClipSource, EncodedSet, prepare_clips, study_formats
 from vmb.speed.loader.pipelines import PIPELINES, SHARED_SPANS

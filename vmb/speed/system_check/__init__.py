@@ -8,7 +8,7 @@ with the last lines of its output). A failing cell never stops the others. The c
 - Environment (always): GPUs, driver (read even where torch sees no GPU: NVML, else /proc/driver/nvidia/version)
   and whether it is new enough for torch's CUDA build, CUDA runtime, arch list, NCCL, native bf16, NVML energy
   counter, CPU, usable cores, memory, library versions.
-- Synthetic data: a Kinetics-shaped synthetic set in DIR/data (vmb.data.synthetic, tools/make_synthetic.py),
+- Synthetic data: a Kinetics-shaped synthetic set in DIR/data (vmb.data.prepare.synthetic, tools/make_synthetic.py),
   sized to the budget (`make_plan`).
 - Clips/s per CPU core: VMB's training dataset with the pyav backend on that data, one process, one torch thread
   (vmb.speed.loader.cells.time_cells), per model: the input side of the sizing.

@@ -137,7 +137,7 @@ def cell_environment(ctx: CellContext, probe: Callable[[], dict] = probe_environ
 
 def cell_data(ctx: CellContext) -> dict:
     """Write (or reuse) the Kinetics-shaped synthetic set in DIR/data with tools/make_synthetic.py."""
-    from vmb.data.synthetic import SPEC_FILE
+    from vmb.data.prepare.synthetic import SPEC_FILE
 
     plan = ctx.plan
     command = _python(REPO_ROOT / "tools" / "make_synthetic.py", "--profile", "kinetics", "--out", ctx.data_dir,
@@ -163,7 +163,7 @@ def measure_per_core(data_dir: Path, cpu_seconds: float) -> dict[str, dict]:
     rounds, after one warm-up clip)."""
     import torch
 
-    from vmb.data.formats import PREPARED
+    from vmb.data.prepare.formats import PREPARED
     from vmb.data.kinetics import KineticsDataset
     from vmb.data.loader import clip_spec_from_cfg
     from vmb.speed.loader.cells import Cell, time_cells

@@ -100,7 +100,8 @@ def make_plan(budget_s: float, cores: int, cuda_devices: int) -> Plan:
     configs (bench_train's sampler needs one), up to MAX_TRAIN_PER_CLASS; without CUDA one per class (the CPU cells
     need no more)."""
     from vmb.data.sampling import clip_duration
-    from vmb.data.synthetic import CLASS_NAMES, PROFILES
+    from vmb.data.prepare.synthetic import PROFILES
+    from vmb.data.prepare.synthetic_render import CLASS_NAMES
 
     configs = [model_config(m, "dryrun") for m in MODELS]
     span = max(clip_duration(c.DATA.NUM_FRAMES, c.DATA.SAMPLING_RATE, c.DATA.TARGET_FPS) for c in configs)

@@ -1,4 +1,4 @@
-"""Re-encode one source clip to a prepared format (`vmb.data.formats.PREPARED` for Kinetics20).
+"""Re-encode one source clip to a prepared format (`vmb.data.prepare.formats.PREPARED` for Kinetics20).
 
 The source is decoded robustly and frame by frame, so memory stays small whatever its length:
 
@@ -27,7 +27,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import Interpolation
 
-from vmb.data.formats import VideoFormat, add_video_stream
+from vmb.data.prepare.formats import VideoFormat, add_video_stream
 from vmb.files import temp_name
 
 # webm and mkv store times in whole milliseconds: a frame that starts up to 1 ms after an output instant

@@ -2,7 +2,7 @@
 
 `build_kinetics20(k400, out)` is `tools/prepare_kinetics20.py`. It writes into `out`::
 
-    train/<class_folder>/<clip_id>.mp4, val/...   the clips in the prepared format (vmb.data.formats.PREPARED)
+    train/<class_folder>/<clip_id>.mp4, val/...   the clips in the prepared format (vmb.data.prepare.formats.PREPARED)
     train.csv, val.csv                            "train/<class_folder>/<clip_id>.mp4 <label_index>" per clip
     classes.txt                                   the 20 classes, one per line, in label order
     manifest.json                                 every clip, its source's sha256 and the dataset fingerprint
@@ -33,10 +33,10 @@ from typing import Iterable, TextIO
 import av
 from tqdm import tqdm
 
-from vmb.data import k400 as K
-from vmb.data.formats import FORMAT_VERSION, PREPARED, VideoFormat
-from vmb.data.manifest import write_manifest
-from vmb.data.transcode import SCALING, TIME_TOLERANCE, SourceError, transcode
+from vmb.data.prepare import k400 as K
+from vmb.data.prepare.formats import FORMAT_VERSION, PREPARED, VideoFormat
+from vmb.data.prepare.manifest import write_manifest
+from vmb.data.prepare.transcode import SCALING, TIME_TOLERANCE, SourceError, transcode
 from vmb.files import TEMP_MARK, sha256_file, write_text_atomic
 from vmb.errors import DataError
 
