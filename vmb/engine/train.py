@@ -167,7 +167,7 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
         runlog.start(C.RUN_START, time_ms=training.run_start_ms)
         training.energy.start()
     else:
-        # Supersedes every evaluation logged after this epoch (rules: runlog.effective_evals).
+        # Supersedes every evaluation logged after this epoch (rules: vmb.record.schema.effective_evals).
         training.run_start_ms = interrupted.run_start_ms
         training.energy.unavailable = training.energy.unavailable or NOT_MEASURED_RESUMED
         runlog.event(RESUME, value=training.start_epoch, epoch_num=training.start_epoch,

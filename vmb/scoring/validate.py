@@ -250,7 +250,7 @@ def _check_eval_counts(run: Run) -> list[str]:
 
 
 def _check_evals(run: Run) -> list[str]:
-    """result.json's evaluations and best top-1 are those of the log that stand (runlog.effective_evals: a
+    """result.json's evaluations and best top-1 are those of the log that stand (schema.effective_evals: a
     resume supersedes what was logged after its checkpoint), and every logged top-1 is its counts'."""
     standing = effective_evals(run.events)
     logged = [e.value for e in standing]
