@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from vmb.config import load_config
+from vmb.config.defaults_model import ARCHITECTURES
 from vmb.errors import ConfigError
-from vmb.models.build import build_model
+from vmb.models.build import MODEL_REGISTRY, build_model
 from vmb.models.info import count_parameters, gflops_per_view
 
 # Published parameter counts (400-class head): X3D-M 3.79 M (X3D paper, PySlowFast model zoo),
@@ -55,3 +56,8 @@ def test_x3d_final_bn_zero_initialised():
 def test_unknown_arch_is_a_config_error():
     with pytest.raises(ConfigError, match="MODEL.ARCH"):
         load_config("configs/smoke/X3D.yaml", ["MODEL.ARCH", "resnet"])
+
+
+def test_config_choices_are_the_registered_builders():
+    """MODEL.ARCH's choice list (the config cannot import torch) names exactly the registered builders."""
+    assert sorted(name for name, _ in MODEL_REGISTRY) == sorted(ARCHITECTURES)

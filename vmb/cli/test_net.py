@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from vmb.cli.common import config_parser
 from vmb.engine import distributed
 from vmb.engine.multiview import test_checkpoint
 from vmb.engine.precision import PRECISIONS
@@ -34,9 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`tools/test_net.py`: multi-view top-1 / top-5 of a checkpoint on the val split, per precision."""
     from vmb.config import load_config
 
-    parser = argparse.ArgumentParser(description="Test a checkpoint on the val split with multi-view testing.")
-    parser.add_argument("--cfg", dest="cfg_file", default="configs/smoke/X3D.yaml",
-                        help="the YAML config the checkpoint was trained with (default: %(default)s)")
+    parser = config_parser("Test a checkpoint on the val split with multi-view testing.",
+                           cfg_help="the YAML config the checkpoint was trained with")
     parser.add_argument("--checkpoint", type=Path,
                         help=f"checkpoint to test (default: the config's OUTPUT_DIR/{CHECKPOINT_FILE})")
     parser.add_argument("--views", type=_parse_views, metavar="CLIPSxCROPS",
@@ -44,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", type=_parse_precisions, default=["fp32"],
                         help="comma-separated, of fp32, bf16 (autocast), fp16 (autocast, CUDA only); default fp32")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results to FILE as JSON")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. NUM_GPUS 0")
     args = parser.parse_args(argv)
     views = ["TEST.NUM_ENSEMBLE_VIEWS", str(args.views[0]), "TEST.NUM_SPATIAL_CROPS", str(args.views[1])] \
         if args.views else []

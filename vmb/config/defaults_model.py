@@ -5,11 +5,15 @@ docs/CONFIG.md, and tests/config/test_config_doc.py fails on a key without one.
 """
 from fvcore.common.config import CfgNode
 
+# MODEL.ARCH's allowed values: the builders registered in vmb.models.build.MODEL_REGISTRY (a test checks that
+# the two agree; the config cannot import the models, which need torch).
+ARCHITECTURES = ("x3d", "mvit")
+
 
 def add_model_defaults(cfg: CfgNode) -> None:
     # Which model, and what every architecture shares (vmb/models/build.py).
     cfg.MODEL = CfgNode()
-    cfg.MODEL.ARCH = "x3d"  # a key of vmb.models.build.MODEL_REGISTRY: "x3d" or "mvit"
+    cfg.MODEL.ARCH = "x3d"  # one of ARCHITECTURES: "x3d" or "mvit"
     cfg.MODEL.NUM_CLASSES = 20  # classes of the classifier head (the dataset's labels are 0 to NUM_CLASSES - 1)
     cfg.MODEL.DROPOUT_RATE = 0.5  # dropout probability before the classifier head
 
@@ -20,12 +24,9 @@ def add_model_defaults(cfg: CfgNode) -> None:
     cfg.X3D.BOTTLENECK_FACTOR = 2.25  # channel expansion of each block's 3x3x3 (bottleneck) conv
     cfg.X3D.DIM_C5 = 2048  # output channels of the head's last conv, before the classifier
     cfg.X3D.DIM_C1 = 12  # stem channels before the width expansion (X3D-M: 12 x 2.0 = 24)
-
-    # ResNet-style options (X3D is a ResNet).
-    cfg.RESNET = CfgNode()
-    # X3D only (MODEL.ARCH x3d; MViT ignores it): zero the weight of each bottleneck block's last BatchNorm, so
-    # every residual branch starts as the identity.
-    cfg.RESNET.ZERO_INIT_FINAL_BN = True
+    # Zero the weight of each bottleneck block's last BatchNorm, so every residual branch starts as the identity
+    # (PySlowFast's RESNET.ZERO_INIT_FINAL_BN).
+    cfg.X3D.ZERO_INIT_FINAL_BN = True
 
     # Batch norm.
     cfg.BN = CfgNode()

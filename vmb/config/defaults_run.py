@@ -5,6 +5,9 @@ docs/CONFIG.md, and tests/config/test_config_doc.py fails on a key without one.
 """
 from fvcore.common.config import CfgNode
 
+# TRAIN.AMP_DTYPE's allowed values -> the precision name every tool uses (vmb.engine.precision.PRECISIONS).
+AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}
+
 
 def add_run_defaults(cfg: CfgNode) -> None:
     # GPUs the run trains on, over all its machines, one process each; 0 trains on the CPU. Without a launcher,

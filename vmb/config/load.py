@@ -24,19 +24,19 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from vmb.config.defaults_data import add_data_defaults
-from vmb.config.defaults_model import add_model_defaults
-from vmb.config.defaults_run import add_run_defaults
+from vmb.config.defaults_model import ARCHITECTURES, add_model_defaults
+from vmb.config.defaults_run import AMP_DTYPES, add_run_defaults
 from vmb.config.defaults_solver import add_solver_defaults
 from vmb.backends import BACKENDS
 from vmb.errors import ConfigError
 from vmb.rules import DIVISIONS
 
 _CHOICES = {
-    "MODEL.ARCH": ("x3d", "mvit"),
+    "MODEL.ARCH": ARCHITECTURES,
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
     "SOLVER.LR_POLICY": ("cosine",),
     "MVIT.MODE": ("conv", "max", "avg"),
-    "TRAIN.AMP_DTYPE": ("float16", "bfloat16"),
+    "TRAIN.AMP_DTYPE": tuple(AMP_DTYPES),
     "DATA.DECODING_BACKEND": tuple(BACKENDS),
 }
 # Keys that take an integer or the word "auto" (resolved when the run starts; see vmb.data.loader).
@@ -87,7 +87,7 @@ IGNORED = (
             "DATA.TRAIN_JITTER_SCALES_RELATIVE is set (random-resized-crop instead of scale jitter)"),
     Ignored(("SYNTHETIC.TRAIN_PER_CLASS", "SYNTHETIC.VAL_PER_CLASS", "SYNTHETIC.SEED"),
             lambda cfg: not cfg.SYNTHETIC.ENABLE, "SYNTHETIC.ENABLE is False"),
-    Ignored((*_section_keys("X3D"), "RESNET.ZERO_INIT_FINAL_BN"), lambda cfg: cfg.MODEL.ARCH != "x3d",
+    Ignored(_section_keys("X3D"), lambda cfg: cfg.MODEL.ARCH != "x3d",
             "MODEL.ARCH is not x3d"),
     Ignored(_section_keys("MVIT"), lambda cfg: cfg.MODEL.ARCH != "mvit", "MODEL.ARCH is not mvit"),
 )

@@ -17,11 +17,11 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from fvcore.common.config import CfgNode
 
+from vmb.config.defaults_run import AMP_DTYPES
 from vmb.errors import ConfigError
 
 # Precision name -> autocast dtype (None: no autocast, fp32; on CUDA with TF32, vmb.engine.numerics).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}  # TRAIN.AMP_DTYPE -> precision name
 
 
 def unsupported(precision: str, device: torch.device) -> str | None:

@@ -38,7 +38,7 @@ def x3d(cfg: CfgNode) -> torch.nn.Module:
         # The head pools globally, so the model accepts both the train and the (larger) test crop.
         head_output_with_global_average=True,
     )
-    if cfg.RESNET.ZERO_INIT_FINAL_BN:
+    if cfg.X3D.ZERO_INIT_FINAL_BN:
         _zero_init_final_bn(model)
     return model
 

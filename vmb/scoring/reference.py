@@ -22,12 +22,12 @@ from vmb import rules
 from vmb.config import config_digest
 from vmb.reporting import system_line
 from vmb.errors import VMBError
+from vmb.scoring.score import DEVICE_UNITS
 
 if TYPE_CHECKING:
     from vmb.scoring.assess import Assessment
 
 FORMAT = "vmb-reference/2"  # /2 added source_digest and epochs_to_target
-DEVICE_UNITS = ("GPUs", "CPU processes")
 
 
 class ReferenceFileError(VMBError):

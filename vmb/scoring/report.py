@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from vmb import rules
 from vmb.record.runlog import find
 from vmb.record.schema import RUN_START
-from vmb.scoring.score import OLYMPIC_MIN_RUNS
+from vmb.scoring.score import DEVICE_UNITS, OLYMPIC_MIN_RUNS
 from vmb.reporting import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult
 from vmb.scoring.convergence import P_VALUE
@@ -35,11 +35,8 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-_SINGULAR = {"GPUs": "GPU", "CPU processes": "CPU process"}
-
-
 def _devices(n: int, unit: str) -> str:
-    return f"{n} {_SINGULAR.get(unit, unit) if n == 1 else unit}"
+    return f"{n} {DEVICE_UNITS.get(unit, unit) if n == 1 else unit}"
 
 
 def _systems(a: Assessment) -> dict[str, list[Path]]:

@@ -71,6 +71,10 @@ def benchmark_score(scores: Mapping[str, float | None]) -> float | None:
     return sum(halves) / len(halves)
 
 
+# The unit devices are counted in, plural -> singular: GPUs for CUDA runs, CPU processes otherwise.
+DEVICE_UNITS = {"GPUs": "GPU", "CPU processes": "CPU process"}
+
+
 def device_unit(device_type: str) -> str:
-    """The unit devices are counted in: GPUs for CUDA runs, CPU processes otherwise."""
+    """The unit (a key of DEVICE_UNITS) devices are counted in: GPUs for CUDA runs, CPU processes otherwise."""
     return "GPUs" if device_type == "cuda" else "CPU processes"
