@@ -10,7 +10,7 @@ setup(
     # vmb/configs/ (vmb.rules finds them in either place), so a non-editable install scores runs too.
     packages=[*find_packages(include=["vmb", "vmb.*"]), "vmb.configs"],
     package_dir={"vmb.configs": "configs"},
-    package_data={"vmb.scoring": ["compliance_rules/*.yaml"], "vmb.configs": ["*.yaml", "*/*.yaml"]},
+    package_data={"vmb.scoring": ["rules/*/*.yaml"], "vmb.configs": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         # torch 2.14.1 / torchvision 0.29.1 is the tested pair; pytorchvideo 0.1.5's model builders
         # import with it. Older torch builds may lack torchvision operators, so keep the floor.
@@ -29,6 +29,7 @@ setup(
         "tqdm>=4.66",
         "PyYAML>=6.0",
         "nvidia-ml-py>=12.535",  # NVML: GPU energy over the timed run (imported on CUDA only)
+        "python-hostlist>=1.23",  # SLURM node lists ("node[01-04]") for a run started by srun (vmb.launch)
     ],
     # One console script per command (vmb/cli/); tools/*.py are aliases of the same functions.
     entry_points={"console_scripts": [
@@ -43,11 +44,16 @@ setup(
         "vmb-bench-train = vmb.cli.bench_train:main",
         "vmb-bench-infer = vmb.cli.bench_infer:main",
         "vmb-system-check = vmb.cli.system_check:main",
+        "vmb-results = vmb.cli.results:main",
+        "vmb-submit = vmb.cli.submit:main",
     ]},
     extras_require={
         # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.
-        # import-linter: the layer contracts in .importlinter (tests/test_import_contracts.py).
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17", "import-linter>=2.0"],
+        # import-linter: the layer contracts in .importlinter (tests/test_import_contracts.py); playwright drives
+        # Debian's Chromium in the results page's browser test (tools/setup_env.sh installs Chromium as root).
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17", "import-linter>=2.0", "submitit>=1.5",
+                "playwright>=1.40"],
+        "slurm": ["submitit>=1.5"],  # tools/submit.py: submit a run to SLURM from Python
         # DATA.DECODING_BACKEND values that need more than PyAV (vmb.data.video.BACKENDS).
         "torchcodec": ["torchcodec>=0.17"],
         "torchcodec_cuda": ["torchcodec>=0.17"],  # the PyPI wheel includes NVDEC decoding for torch's CUDA

@@ -16,21 +16,25 @@ import pytest
 
 from vmb.config import load_config
 from vmb.engine import train
+from release_rules import write_test_rules
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCORE, PACKAGE = REPO_ROOT / "tools" / "score.py", REPO_ROOT / "tools" / "package.py"
 TINY = {"tiny_cnn": "cnn", "tiny_transformer": "transformer"}
-# What tools/score.py runs, with the tiny benchmarks registered first (argv[1]: NAME:CLASS:CONFIG,...).
+# What tools/score.py runs, with the tiny benchmarks registered first (argv[1]: NAME:CLASS:CONFIG,...) and published
+# by the current version in a copy of the scorer's rules (argv[2]: its folder).
 LAUNCH_SCORE = """
 import pathlib, sys
 from vmb import rules
+from vmb.scoring import release
 for spec in sys.argv[1].split(","):
     name, model_class, config = spec.split(":", 2)
     rules.BENCHMARKS[name] = rules.Benchmark(name, model_class, "tiny", pathlib.Path(config))
+release.RULES_DIR = pathlib.Path(sys.argv[2])
 from vmb.cli.score import main as score
-sys.exit(score(sys.argv[2:]))
+sys.exit(score(sys.argv[3:]))
 """
 
 
@@ -50,11 +54,13 @@ def setup(tmp_path_factory, tiny_videos_dir, tiny_train_args, smoke_config) -> d
                                     "TENSORBOARD.ENABLE", False) if name == "smoke_x3d" else \
             ["OUTPUT_DIR", str(runs[name]), "DATA.PATH_TO_DATA_DIR", str(tiny_videos_dir), "TENSORBOARD.ENABLE", "False"]
         assert train.run(load_config(config, overrides))["status"] == "success"
-    return {"root": root, "runs": runs, "spec": ",".join(f"{n}:{c}:{configs[n]}" for n, c in TINY.items())}
+    return {"root": root, "runs": runs, "spec": ",".join(f"{n}:{c}:{configs[n]}" for n, c in TINY.items()),
+            "rules": write_test_rules(root / "rules", configs)}
 
 
 def score(setup, *args, child_env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", LAUNCH_SCORE, setup["spec"], *map(str, args)], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-c", LAUNCH_SCORE, setup["spec"], setup["rules"], *map(str, args)],
+                          cwd=REPO_ROOT,
                           env=child_env, capture_output=True, text=True, timeout=120)
 
 

@@ -13,6 +13,17 @@ if ! ldconfig -p 2>/dev/null | grep libavcodec.so.59 >/dev/null; then
       "the torchcodec backend and its tests need them" >&2
   fi
 fi
+# The tests also use Debian's Chromium (the results page in a real browser) and shellcheck (the sbatch script);
+# each test skips with a reason where its tool is missing.
+if ! command -v chromium >/dev/null || ! command -v shellcheck >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium shellcheck \
+      </dev/null >/dev/null || echo "note: could not install chromium and shellcheck: their tests skip" >&2
+  else
+    echo "note: chromium and shellcheck are missing: the browser and sbatch tests skip" >&2
+  fi
+fi
 if [ ! -x "$_vmb_root/.venv/bin/python" ]; then
   python3 -m venv "$_vmb_root/.venv"
 fi

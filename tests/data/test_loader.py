@@ -8,8 +8,9 @@ import torch
 
 from vmb.config import load_config
 from vmb.data.kinetics import KineticsDataset
+from vmb.launch import processes_per_node
 from vmb.data.loader import (CachedValLoader, ShardSampler, TrainSampler, build_loaders, clip_spec_from_cfg,
-                             num_workers_here, per_process_batch, processes_per_node, resolve_num_workers,
+                             num_workers_here, per_process_batch, resolve_num_workers,
                              usable_cores)
 from vmb.errors import ConfigError
 
@@ -213,3 +214,26 @@ def test_cached_val_loader_keeps_nothing_from_an_unfinished_pass(tiny_videos_dir
     monkeypatch.setattr(KineticsDataset, "__getitem__", lambda self, key: reads.append(key) or original(self, key))
     assert sum(len(labels) for _, labels, *_ in cached) == 7
     assert len(reads) == 7  # the full pass decoded again
+
+
+class _SignalDispositions(torch.utils.data.Dataset):
+    """Each item: how the process that loads it handles the preemption signals."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import signal
+        from vmb.launch import PREEMPTION_SIGNALS
+        return torch.tensor([signal.getsignal(s) == signal.SIG_IGN for s in PREEMPTION_SIGNALS])
+
+
+def test_workers_ignore_the_preemption_signals():
+    """A scheduler signals every process of a job; the workers leave the stop to the training process."""
+    from vmb.data.loader import build_loader
+
+    dataset = _SignalDispositions()
+    loader = build_loader(dataset, torch.utils.data.SequentialSampler(dataset), batch_size=2, num_workers=1,
+                          pin_memory=False, prefetch_factor=2, drop_last=False)
+    assert next(iter(loader)).all()
+    assert not _SignalDispositions()[0].any()  # the training process itself keeps its handlers

@@ -92,7 +92,7 @@ def test_run_processes(monkeypatch, env, num_gpus, expected):
 def test_one_rule_for_processes_per_node(monkeypatch):
     """Threads, loader workers and the node count all read LOCAL_WORLD_SIZE the same way; without it, every
     process of WORLD_SIZE is taken to share this machine (the safe side for threads and workers)."""
-    from vmb.data.loader import processes_per_node
+    from vmb.launch import processes_per_node
 
     _launcher_env(monkeypatch, RANK="1", WORLD_SIZE="4")
     monkeypatch.setattr(distributed, "usable_cores", lambda: 16)

@@ -1,17 +1,27 @@
-"""The model zoo: every model builds through pytorchvideo with its published size, and takes its view."""
+"""The model zoo: every model builds (pytorchvideo's builders; TSN, TSM: vmb.models.tsn) with its published
+size, and takes its view."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
+from vmb.cli import model_info
 from vmb.errors import ConfigError
+from vmb.models import zoo
 from vmb.models.info import count_parameters
 from vmb.models.zoo import ZOO, get_zoo_model
 
-# PyTorchVideo's model zoo table (Kinetics-400 heads), in millions: the figures the zoo must reproduce.
+# PyTorchVideo's model zoo table (Kinetics-400 heads), in millions: the figures the zoo must reproduce. TSN and
+# TSM: MMAction2's. TSN R50 1x1x3: 24.33M (configs/recognition/tsn/README.md and metafile.yml,
+# tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb). TSM R50 1x1x8: 24327632 (0.x
+# configs/recognition/tsm/metafile.yml, tsm_r50_1x1x8_50e_kinetics400_rgb; ResNet-50's 23.51M without its fc plus
+# a 2048 -> 400 fc). The 1.x TSM README gives its Kinetics-400 rows the 23.87M of its Something-Something V2 rows.
 PUBLISHED_PARAMS_M = {
     "x3d_xs": 3.79, "x3d_s": 3.79, "x3d_m": 3.79, "x3d_l": 6.15, "mvit_b_16x4": 36.61, "slow_r50": 32.45,
-    "slowfast_r50": 34.57, "i3d_r50": 28.04, "r2plus1d_r50": 28.11, "csn_r101": 22.21,
+    "slowfast_r50": 34.57, "i3d_r50": 28.04, "r2plus1d_r50": 28.11, "csn_r101": 22.21, "tsn_r50": 24.33,
+    "tsm_r50": 24.33,
 }
 
 
@@ -38,6 +48,9 @@ def test_example_input_is_one_view():
     slow, fast = get_zoo_model("slowfast_r50").example_input(1)
     assert fast.shape == (1, 3, 32, 224, 224) and slow.shape == (1, 3, 8, 224, 224)
     assert torch.equal(slow, fast[:, :, ::4])
+    # one frame per segment: TSN R50 1x1x3, TSM R50 1x1x8
+    assert get_zoo_model("tsn_r50").example_input(2).shape == (2, 3, 3, 224, 224)
+    assert get_zoo_model("tsm_r50").example_input(2).shape == (2, 3, 8, 224, 224)
 
 
 def test_smallest_model_runs_its_view():
@@ -59,3 +72,16 @@ def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(ConfigError) as info:
         get_zoo_model("resnet50")
     assert "'resnet50'" in str(info.value) and "x3d_m" in str(info.value) and "csn_r101" in str(info.value)
+
+
+def test_model_info_lists_tsn_and_tsm(monkeypatch, capsys):
+    # the zoo's TSN and TSM entries at a 64 x 64 crop (FLOPs at 224 x 224: test_tsn.py), the others left out
+    monkeypatch.setattr(zoo, "ZOO", {name: dataclasses.replace(ZOO[name], crop_size=64)
+                                     for name in ("tsn_r50", "tsm_r50")})
+    assert model_info.main(["--zoo"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == {"tsn_r50", "tsm_r50"}
+    for name, arch, frames in (("tsn_r50", "tsn", "3"), ("tsm_r50", "tsm", "8")):
+        assert rows[name][1:5] == [arch, frames, "x", "64"] and rows[name][7:9] == ["24.33", "24.33"]
+    tsn_gflops, tsm_gflops = float(rows["tsn_r50"][9]), float(rows["tsm_r50"][9])
+    assert tsn_gflops > 0 and tsm_gflops / 8 == pytest.approx(tsn_gflops / 3, rel=0.01)  # the shift costs none

@@ -14,7 +14,7 @@ from vmb.record import provenance
 from vmb.record.header import log_header
 from vmb.record.provenance import code_provenance, git_state, source_files, tree_digest
 from vmb.record.runlog import RunLog, find, read_events
-from vmb.record.schema import CONFIG_DIGEST, SOURCE_DIGEST
+from vmb.record.schema import BENCHMARK_DIGEST, BENCHMARK_VERSION, CONFIG_DIGEST, SOURCE_DIGEST
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -30,7 +30,7 @@ def checkout(tmp_path):
 
 def test_code_provenance_fields_and_a_stable_digest():
     found = code_provenance()
-    assert set(found) == {"vmb_version", "source_digest", "git_commit", "git_dirty"}
+    assert set(found) == {"vmb_version", "benchmark_digest", "source_digest", "git_commit", "git_dirty"}
     assert found["vmb_version"] == vmb.__version__
     assert found["source_digest"].startswith("sha256:") and len(found["source_digest"]) == 7 + 64
     assert code_provenance() == found
@@ -39,7 +39,7 @@ def test_code_provenance_fields_and_a_stable_digest():
 
 def test_source_files_are_the_packages_code_and_the_canonical_configs():
     names = source_files()
-    assert "vmb/record/provenance.py" in names and "vmb/scoring/compliance_rules/common.yaml" in names
+    assert "vmb/record/provenance.py" in names and "vmb/scoring/rules/1.0/compliance.yaml" in names
     assert "configs/X3D_M.yaml" in names and "configs/smoke/X3D.yaml" in names
     assert all(n.startswith(("vmb/", "configs/")) and n.endswith((".py", ".yaml")) for n in names)
     assert not any("__pycache__" in n for n in names)
@@ -120,11 +120,13 @@ def test_logged_hyperparameters_follow_the_table():
 def test_header_logs_each_key_once(tmp_path):
     cfg = load_config(rules.BENCHMARKS["smoke_x3d"].config)
     log = RunLog(tmp_path / "run_log.txt", True)
-    log_header(log, cfg, "2xcpu", "sha256:" + "0" * 64)
+    log_header(log, cfg, "2xcpu", {"benchmark_digest": "sha256:" + "1" * 64, "source_digest": "sha256:" + "0" * 64})
     log.close()
     events = read_events(tmp_path / "run_log.txt")
     assert [e.value for e in find(events, "submission_platform")] == ["2xcpu"]
     for key, value in rules.logged_hyperparameters(cfg).items():
         assert [e.value for e in find(events, key)] == [value], key
     assert [e.value for e in find(events, SOURCE_DIGEST)] == ["sha256:" + "0" * 64]
+    assert [e.value for e in find(events, BENCHMARK_DIGEST)] == ["sha256:" + "1" * 64]
+    assert [e.value for e in find(events, BENCHMARK_VERSION)] == [cfg.BENCHMARK.VERSION]
     assert [e.value for e in find(events, CONFIG_DIGEST)] == [config_digest(cfg)]

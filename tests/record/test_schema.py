@@ -27,9 +27,9 @@ def test_result_round_trips_as_json_fields():
 def test_compliance_rules_name_only_vmb_s_own_keys():
     """The rule YAMLs are data for mlperf-logging's checker and cannot import the constants: every vmb_* key they
     name must be one of schema.VMB_KEYS."""
-    rules_dir = resources.files("vmb.scoring") / "compliance_rules"
-    named = {key for rule in rules_dir.iterdir() if rule.name.endswith(".yaml")
-             for key in re.findall(r"\bvmb_[a-z_]+\b", rule.read_text())}
+    rules_dir = resources.files("vmb.scoring") / "rules"
+    named = {key for version in rules_dir.iterdir() if version.is_dir() for rule in version.iterdir()
+             if rule.name == "compliance.yaml" for key in re.findall(r"\bvmb_[a-z_]+\b", rule.read_text())}
     assert named and named <= set(schema.VMB_KEYS), named - set(schema.VMB_KEYS)
     assert len(set(schema.VMB_KEYS)) == len(schema.VMB_KEYS) and all(k.startswith("vmb_") for k in schema.VMB_KEYS)
 

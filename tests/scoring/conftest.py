@@ -14,6 +14,7 @@ import shutil
 import time
 
 import pytest
+from release_rules import write_test_rules
 
 from vmb import rules
 from vmb.record.header import log_header
@@ -22,6 +23,7 @@ from vmb.record.runlog import RunLog
 from vmb.record.system import describe_system
 from vmb.config import config_digest, load_config
 from vmb.engine import train
+from vmb.scoring import release
 
 TINY_SUITE = "tiny"
 TINY_TARGET = 40.0
@@ -42,14 +44,29 @@ def tiny_canonical(tmp_path_factory, tiny_videos_dir, tiny_train_args, smoke_con
     return configs
 
 
+def publish_test_release(monkeypatch, tmp_path: pathlib.Path, benchmarks: dict[str, pathlib.Path],
+                         version: str | None = None, benchmark_digest: str | None = None,
+                         p_value: float | None = None) -> pathlib.Path:
+    """For one test, the scorer reads a copy of its rules (release_rules.write_test_rules) in which `version`
+    publishes `benchmarks` too; returns the copy's folder."""
+    rules_dir = write_test_rules(tmp_path / f"release_rules_{version}", benchmarks, version, benchmark_digest,
+                                 p_value)
+    monkeypatch.setattr(release, "RULES_DIR", rules_dir)
+    release.load_release.cache_clear()
+    return rules_dir
+
+
 @pytest.fixture
-def tiny_benchmarks(monkeypatch, tiny_canonical) -> dict[str, rules.Benchmark]:
-    """Register tiny_cnn and tiny_transformer as benchmarks for the duration of one test."""
+def tiny_benchmarks(monkeypatch, tiny_canonical, tmp_path) -> dict[str, rules.Benchmark]:
+    """Register tiny_cnn and tiny_transformer as benchmarks of the current version for the duration of one test
+    (that version publishing this code's benchmark digest)."""
     benchmarks = {name: rules.Benchmark(name, cls, TINY_SUITE, tiny_canonical[name])
                   for name, cls in TINY_BENCHMARKS.items()}
     for name, benchmark in benchmarks.items():
         monkeypatch.setitem(rules.BENCHMARKS, name, benchmark)
-    return benchmarks
+    publish_test_release(monkeypatch, tmp_path, tiny_canonical)
+    yield benchmarks
+    release.load_release.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -90,22 +107,22 @@ def _start_ms() -> int:
 
 def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, seed: int, success: bool = True,
                    n_devices: int = 1, fingerprint: str = FAKE_FINGERPRINT, n_evals: int = 4,
-                   division: str = "closed", overrides: tuple = (), source_digest: str | None = None) -> pathlib.Path:
+                   division: str = "closed", overrides: tuple = (), benchmark_digest: str | None = None) -> pathlib.Path:
     """A consistent run folder of the benchmark of `canonical` that took `seconds` from run_start to
     run_stop: `n_evals` evaluations every half epoch, the last one reaching the target iff `success` (so
     epochs to target n_evals / 2), in `division`, with config `overrides` (KEY VALUE ...), and this code's
-    provenance (or `source_digest` instead of its digest)."""
+    provenance (or `benchmark_digest` instead of its benchmark digest)."""
     cfg = load_config(canonical, ["OUTPUT_DIR", str(out), "RNG_SEED", str(seed), "BENCHMARK.DIVISION", division,
                                   *map(str, overrides)])
     provenance = code_provenance()
-    if source_digest is not None:
-        provenance["source_digest"] = source_digest
+    if benchmark_digest is not None:
+        provenance["benchmark_digest"] = benchmark_digest
     out.mkdir(parents=True)
     (out / "config.yaml").write_text(cfg.dump())
     (out / "system.json").write_text(json.dumps({**describe_system("cpu", n_devices, 1), **provenance}))
     log = RunLog(out / "run_log.txt", True)
     log.start("init_start")
-    log_header(log, cfg, f"{n_devices}xcpu", provenance["source_digest"])
+    log_header(log, cfg, f"{n_devices}xcpu", provenance)
     start = _start_ms()
     stop = start + round(seconds * 1000)
     log.end("init_stop", time_ms=start)
@@ -138,7 +155,7 @@ def write_fake_run(out: pathlib.Path, canonical: pathlib.Path, seconds: float, s
         "n_devices": n_devices, "device_type": "cpu", "global_batch_size": cfg.TRAIN.BATCH_SIZE, "seed": seed,
         "train_clips_per_s": 10.0, "decode_failures": 0, "config_digest": config_digest(cfg),
         "fixed_config_digest": config_digest(cfg, exclude=rules.RESOURCE_KEYS), "dataset_fingerprint": fingerprint,
-        "division": cfg.BENCHMARK.DIVISION, **provenance,
+        "division": cfg.BENCHMARK.DIVISION, "benchmark_version": cfg.BENCHMARK.VERSION, **provenance,
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
     return out

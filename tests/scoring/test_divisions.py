@@ -11,8 +11,8 @@ import pytest
 
 from vmb.record.provenance import code_provenance
 from vmb.scoring import report
-from vmb.scoring.assess import CLOSED_ONLY, assess, check_path
-from vmb.scoring.reference import ReferenceFileError, load_reference, make_reference, write_reference
+from vmb.scoring.assess import CLOSED_ONLY, assess, check_path, make_reference
+from vmb.scoring.reference import ReferenceFileError, load_reference, write_reference
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 
@@ -39,8 +39,8 @@ def set_value(value):
     return lambda record: {**record, "value": value}
 
 
-def reasons(run: pathlib.Path, reference=None) -> list[str]:
-    return check_path(run, reference).reasons
+def reasons(run: pathlib.Path) -> list[str]:
+    return check_path(run).reasons
 
 
 @pytest.fixture
@@ -154,17 +154,17 @@ def test_all_runs_of_a_benchmark_declare_one_division(fake_run):
                                "must declare the same one"]
 
 
-def test_code_other_than_the_references(fake_run, reference):
-    ours = code_provenance()["source_digest"]
-    closed = fake_run("closed", 50, 0, source_digest=OTHER_CODE)
-    assert reasons(closed) == []  # without a reference there is nothing to compare with
-    assert reasons(closed, reference) == [f"code differs from the reference's (source_digest sha256:000000000000... "
-                                          f"vs {ours[:19]}...): {CLOSED_ONLY}"]
-    opened = fake_run("open", 50, 0, source_digest=OTHER_CODE, division="open")
+def test_code_other_than_the_versions_published(fake_run, reference):
+    ours = code_provenance()["benchmark_digest"]  # what the test release publishes (publish_test_release)
+    closed = fake_run("closed", 50, 0, benchmark_digest=OTHER_CODE)
+    assert reasons(closed) == [f"code is not benchmark 1.0's (benchmark digest sha256:000000000000..., published "
+                               f"{ours[:19]}...): {CLOSED_ONLY}"]
+    assert not assess([closed], reference).valid
+    opened = fake_run("open", 50, 0, benchmark_digest=OTHER_CODE, division="open")
     a = assess([opened], reference)
     assert a.valid, a.all_reasons()
-    assert a.runs[0].deviations == [f"code differs from the reference's (source_digest sha256:000000000000... vs "
-                                    f"{ours[:19]}...)"]
+    assert a.runs[0].deviations == [f"code is not benchmark 1.0's (benchmark digest sha256:000000000000..., "
+                                    f"published {ours[:19]}...)"]
     assert a.benchmarks["tiny_cnn"].score == pytest.approx(2.0)
 
 
@@ -245,14 +245,14 @@ def test_reference_without_epochs_is_not_checked(fake_run, reference, tmp_path):
 
 def test_reference_records_the_code_and_the_epochs(reference):
     entry = reference.entries["tiny_cnn"]
-    assert entry.source_digest == code_provenance()["source_digest"]
+    assert (entry.benchmark_version, entry.benchmark_digest) == ("1.0", code_provenance()["benchmark_digest"])
     assert entry.epochs_to_target == (2.0, 2.0, 2.5, 2.5, 3.0)
 
 
-def test_no_reference_from_runs_of_different_code(fake_run):
-    a = assess([fake_run("a", 10, 0), fake_run("b", 11, 1, source_digest=OTHER_CODE)])
-    assert a.valid
-    with pytest.raises(ReferenceFileError, match="the runs ran 2 different codes"):
+def test_no_reference_from_runs_of_other_code(fake_run):
+    a = assess([fake_run("a", 10, 0), fake_run("b", 11, 1, benchmark_digest=OTHER_CODE)])
+    assert not a.valid
+    with pytest.raises(ReferenceFileError, match="cannot make a reference from an invalid set"):
         make_reference(a, "test")
 
 

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCORE = "import sys; from vmb.cli.score import main; sys.exit(main(sys.argv[1:]))"
 WHERE = ("from vmb import rules; from vmb.record import provenance; "
-         "print(rules.CONFIG_DIR); print(provenance.code_provenance()['source_digest'])")
+         "print(rules.CONFIG_DIR); print(provenance.code_provenance()['source_digest']); "
+         "print(provenance.code_provenance()['benchmark_digest'])")
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +44,17 @@ def run_installed(site: pathlib.Path, cwd: pathlib.Path, *argv: str) -> subproce
 
 def test_installed_package_holds_configs_and_rules(site):
     assert (site / "vmb/configs/X3D_M.yaml").is_file() and (site / "vmb/configs/smoke/MVIT.yaml").is_file()
-    assert (site / "vmb/scoring/compliance_rules/common.yaml").is_file()
+    assert (site / "vmb/scoring/rules/1.0/compliance.yaml").is_file()
+    assert (site / "vmb/scoring/rules/1.0/release.yaml").is_file()
 
 
 def test_installed_package_finds_its_configs_and_has_the_checkouts_digest(site, tmp_path):
     proc = run_installed(site, tmp_path, "-c", WHERE)
     assert proc.returncode == 0, proc.stderr
-    config_dir, digest = proc.stdout.split()
+    config_dir, digest, benchmark_digest = proc.stdout.split()
     assert pathlib.Path(config_dir) == site / "vmb" / "configs"
     assert digest == provenance.code_provenance()["source_digest"]  # the same code, however it is installed
+    assert benchmark_digest == provenance.code_provenance()["benchmark_digest"]
 
 
 def test_installed_package_scores_the_shipped_reference_runs(site, tmp_path):

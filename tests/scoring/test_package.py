@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from vmb.scoring.package import MANIFEST, PackageError, collect_runs, make_package, verify_package
+from vmb.scoring.package import FILE_CAP, MANIFEST, PackageError, collect_runs, make_package, verify_package
 from vmb.record.schema import RUN_FILES
 from vmb.scoring.assess import assess
 
@@ -60,6 +60,22 @@ def test_missing_extra_and_linked_files_are_named(package, tmp_path):
         f"{package}: runs/link: a symbolic link (a package holds plain files only)",
         f"{package}: runs/tiny_cnn/notes.txt: extra file, not in {MANIFEST}",
         f"{package}: runs/tiny_transformer/system.json: missing (listed in {MANIFEST})"])
+
+
+def test_a_linked_or_oversized_file_keeps_the_scorer_out(package, tmp_path):
+    """collect_runs reads nothing of a package with a link or an oversized file: no run of it is scored."""
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"secret": "MARKER"}')
+    (package / "runs" / "tiny_cnn" / "system.json").unlink()
+    (package / "runs" / "tiny_cnn" / "system.json").symlink_to(outside)
+    os.truncate(package / "runs" / "tiny_transformer" / "result.json", FILE_CAP + 1)  # sparse: no disk used
+    runs, reasons = collect_runs([package])
+    assert runs == [] and reasons == [
+        f"{package}: runs/tiny_cnn/system.json: a symbolic link, not followed (a submission holds plain files and "
+        "folders only)",
+        f"{package}: runs/tiny_transformer/result.json: 1.0 MiB, over its size cap (64 MiB for a run_log.txt, 1 MiB "
+        "for any other file)"]
+    assert not assess(runs, set_reasons=reasons).valid
 
 
 def test_malformed_manifest(package):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from vmb.scoring.reference import FORMAT, ReferenceFileError, load_reference, make_reference, write_reference
-from vmb.scoring.assess import assess
+from vmb.scoring.reference import FORMAT, ReferenceFileError, load_reference, write_reference
+from vmb.scoring.assess import assess, make_reference
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 
@@ -48,7 +48,8 @@ def test_not_made_from_an_invalid_set(fake_run):
     (lambda d: d["benchmarks"]["tiny_cnn"].update(n_devices_ref=1.5), "n_devices_ref must be an integer"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(device_unit="TPUs"), "device_unit must be one of"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(provenance="me"), "provenance must be a JSON object"),
-    (lambda d: d["benchmarks"]["tiny_cnn"].pop("source_digest"), "source_digest must be a string, got None"),
+    (lambda d: d["benchmarks"]["tiny_cnn"].pop("benchmark_digest"), "benchmark_digest must be a string, got None"),
+    (lambda d: d["benchmarks"]["tiny_cnn"].update(benchmark_version=1.0), "benchmark_version must be a string"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(epochs_to_target=[2.0, 0]), "epochs_to_target must be a list of "
                                                                               "positive numbers"),
     (lambda d: d["benchmarks"]["tiny_cnn"].update(epochs_to_target=2.0), "epochs_to_target must be a list"),
@@ -65,11 +66,12 @@ def test_malformed_reference(reference_data, tmp_path, edit, needle):
 
 def test_an_older_format_says_to_remake_it(reference_data, tmp_path):
     path = tmp_path / "ref.json"
-    path.write_text(json.dumps({**reference_data, "format": "vmb-reference/1"}))
+    path.write_text(json.dumps({**reference_data, "format": "vmb-reference/2"}))
     with pytest.raises(ReferenceFileError) as info:
         load_reference(path)
-    assert str(info.value) == (f"{path}: reference format vmb-reference/1 is not {FORMAT} (it lacks source_digest "
-                               "and epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
+    assert str(info.value) == (f"{path}: reference format vmb-reference/2 is not {FORMAT} (it lacks "
+                               "benchmark_version and benchmark_digest); remake it: python tools/score.py "
+                               "--make-reference RUNS -o FILE")
 
 
 @pytest.mark.parametrize("text, needle", [("{", "not valid JSON"), ("[]", "not a VMB reference")])
@@ -91,5 +93,6 @@ def test_stale_reference_makes_the_set_invalid(reference_data, fake_run, tmp_pat
     write_reference(reference_data, path)
     a = assess([fake_run("new", 100, 0)], load_reference(path))
     assert a.all_reasons() == [
-        "tiny_cnn: the reference's target 50.0 is not the benchmark's target 40.0",
-        "tiny_cnn: the reference was measured with a different canonical config (fixed_config_digest)"]
+        "tiny_cnn: the reference's target 50.0 is not benchmark 1.0's target 40.0",
+        "tiny_cnn: the reference was measured with another canonical config than benchmark 1.0's "
+        "(fixed_config_digest)"]

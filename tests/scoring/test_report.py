@@ -7,8 +7,8 @@ import matplotlib.image
 import pytest
 
 from vmb.scoring import report
-from vmb.scoring.reference import load_reference, make_reference, write_reference
-from vmb.scoring.assess import assess
+from vmb.scoring.reference import load_reference, write_reference
+from vmb.scoring.assess import assess, make_reference
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -19,7 +19,9 @@ from vmb.record.faults import KILL_AFTER_ENV
 from vmb.record.runlog import find, read_events
 from vmb.record.schema import CHECKPOINT, RESUME, RUN_LOG, effective_evals
 from vmb.scoring.assess import assess, check_path
-from conftest import TINY_SUITE
+from conftest import TINY_SUITE, publish_test_release
+
+from vmb.scoring import release
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +50,9 @@ def resume_benchmark(tmp_path, monkeypatch, tiny_videos_dir, tiny_train_args, sm
     canonical = tmp_path / f"{NAME}.yaml"
     canonical.write_text(cfg.dump())
     monkeypatch.setitem(rules.BENCHMARKS, NAME, rules.Benchmark(NAME, "cnn", TINY_SUITE, canonical))
-    return canonical
+    publish_test_release(monkeypatch, tmp_path, {NAME: canonical})
+    yield canonical
+    release.load_release.cache_clear()
 
 
 def run_net(canonical: pathlib.Path, out: pathlib.Path, env: dict, kill_after: str | None = None):

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from vmb.scoring import assess as assess_module, compliance, validate
-from vmb.scoring.reference import load_reference, make_reference, write_reference
-from vmb.scoring.assess import assess, check_path
+from vmb.scoring.reference import load_reference, write_reference
+from vmb.scoring.assess import assess, check_path, make_reference
 from vmb.scoring.validate import load_run
 
 pytestmark = pytest.mark.usefixtures("tiny_benchmarks")
@@ -52,7 +52,7 @@ def test_real_runs_pass_every_check(tiny_runs):
     for path in tiny_runs.values():
         run = load_run(path)
         assert validate.check_run(run) == []
-        assert compliance.check_log(path / "run_log.txt") == []
+        assert compliance.check_log(path / "run_log.txt", validate.run_release(run).compliance_rules) == []
 
 
 def test_real_pair_is_valid_and_provisional(tiny_runs):
@@ -166,7 +166,7 @@ def test_config_edited_after_the_run_is_caught_by_the_log(run_copy):
 
 def test_target_must_be_the_canonical_one(run_copy):
     edit_json(run_copy / "result.json", target_top1=10.0)
-    only_reason(run_copy, "target_top1 10.0 is not the benchmark's target 40.0")
+    only_reason(run_copy, "target_top1 10.0 is not benchmark 1.0's target 40.0")
     only_reason(run_copy, "target_top1 is 10.0 but the log says 40.0")
 
 
@@ -432,3 +432,14 @@ def test_top1_is_recomputed_from_the_logged_counts(fake_run, edit, reason):
     _edit_eval_accuracy(run, edit)
     a = assess([run])
     assert not a.valid and any(reason in r for r in a.all_reasons()), a.all_reasons()
+
+
+def test_a_linked_run_file_is_refused_and_never_read(run_copy, tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text((run_copy / "system.json").read_text().replace("}", ', "secret": "MARKER"}', 1))
+    (run_copy / "system.json").unlink()
+    (run_copy / "system.json").symlink_to(outside)
+    with pytest.raises(validate.RunFolderError) as info:
+        load_run(run_copy)
+    assert str(info.value) == f"{run_copy}: system.json: symbolic link(s); a run folder holds its own files"
+    assert check_path(run_copy).reasons == ["system.json: symbolic link(s); a run folder holds its own files"]

@@ -45,6 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
     if args.make_reference:
         command = "python tools/score.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-        reference.write_reference(reference.make_reference(assessment, command), args.output)
+        reference.write_reference(assess.make_reference(assessment, command), args.output)
         print(f"reference written to {args.output}", file=sys.stderr if args.json else sys.stdout)
     return 0 if assessment.valid else 1

@@ -11,8 +11,8 @@ AMP_DTYPES = {"float16": "fp16", "bfloat16": "bf16"}
 
 def add_run_defaults(cfg: CfgNode) -> None:
     # GPUs the run trains on, over all its machines, one process each; 0 trains on the CPU. Without a launcher,
-    # run_net/test_net start NUM_GPUS processes here; under torchrun, WORLD_SIZE must equal it (on the CPU the
-    # launcher's count is used). The rule: vmb/engine/distributed.py.
+    # run_net/test_net start NUM_GPUS processes here; under a launcher (torchrun, srun), its world size must equal
+    # it (on the CPU the launcher's count is used). The rule: vmb/engine/distributed.py.
     cfg.NUM_GPUS = 1
     # Seed of the model's initialisation, the per-epoch torch seed, the training clips' sampling and augmentation,
     # and MixUp's draws (an integer). A scored set of N runs must use seeds 0 to N-1.
@@ -61,3 +61,6 @@ def add_run_defaults(cfg: CfgNode) -> None:
     # MLPerf's division (vmb.rules.DIVISIONS): "closed" runs the canonical recipe and code; "open" may
     # change them, and the scorer reports every difference next to its score.
     cfg.BENCHMARK.DIVISION = "closed"
+    # The benchmark version this code and its canonical configs implement: a closed-division run must have the
+    # benchmark digest that version publishes (vmb/scoring/rules/<version>/release.yaml; docs/RELEASES.md).
+    cfg.BENCHMARK.VERSION = "1.0"

@@ -302,14 +302,19 @@ def flat_items(cfg: CfgNode) -> dict[str, Any]:
     return _flatten(cfg)
 
 
-def config_from_yaml_text(text: str, source: str) -> CfgNode:
-    """A resolved config read back from a run folder (safe YAML only), frozen; unknown keys are errors."""
+def config_from_yaml_text(text: str, source: str, strict: bool = True) -> CfgNode:
+    """A resolved config read back from a run folder (safe YAML only), frozen. `strict`: merged into this
+    code's defaults, unknown keys are errors; otherwise (a run of another benchmark version) taken as it is."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"{source}: not valid YAML") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: not a config mapping")
+    if not strict:
+        cfg = CfgNode(data)
+        cfg.freeze()
+        return cfg
     cfg = get_defaults()
     flat_defaults = _flatten(cfg)
     for key, value in _flatten(data).items():

@@ -24,16 +24,10 @@ and copied with one non-blocking transfer per call (none if only erasing applies
 over the clips that have them, slot by slot, indexed by slices of that device tensor, with constants built
 once per device and frame size. Erasing seeds a device generator per clip, which does not sync either.
 
-The result is torchvision's (its per-clip kernels: tests/data/randaugment_reference.py, the previous
-implementation), measured on the CPU over every op and level and 15.6 M values of mixed batches: identical for
-the geometric ops (the same float32 sampling grid and nearest rounding), erasing and all colour ops but
-Contrast, which differed by 1 grey level in 5 values (torchvision rounds its blend once or twice depending on
-the CPU loop, then truncates). The tests allow 1 grey level in the colour ops and 0.1 % of values differing
-(nearest-neighbour ties where a sample point lies within float error of a pixel boundary, e.g. on CUDA).
-
-Kornia is not a dependency: its batched per-sample ops (warp_affine, kornia.enhance) took 1.6-1.8 times the
-per-clip torchvision time and 4-5 times this module's on the CPU, and work on float images in [0, 1] with
-other rounding, so they do not reproduce the drawn ops exactly (benchmarks/randaugment.py, docs/SPEED.md).
+The result is torchvision's RandAugment (its per-clip kernels: tests/data/randaugment_reference.py): identical
+for the geometric ops, erasing and the colour ops but Contrast, which may differ by 1 grey level; the tests allow
+1 grey level in the colour ops and 0.1 % of values differing (nearest-neighbour ties). The measurements behind
+this, and why Kornia is not used, are in docs/DATA.md ("Design measurements").
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from typing import Iterator, Union
 
 import torch
@@ -12,6 +13,7 @@ from vmb.data.device_loader import DeviceBatches
 from vmb.data.kinetics import ClipSpec, KineticsDataset
 from vmb.backends import BACKENDS
 from vmb.errors import ConfigError
+from vmb.launch import PREEMPTION_SIGNALS, processes_sharing_cores
 
 # How DataLoader workers start (build_loader): fork, where the platform has it.
 WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
@@ -75,13 +77,6 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def processes_per_node() -> int:
-    """Training processes on this machine: the launcher's LOCAL_WORLD_SIZE (torchrun, and tools/run_net.py's own
-    spawn); else, under a launcher that sets only WORLD_SIZE, all of them (the safe side for thread and worker
-    counts); else 1. The one rule for it (vmb.engine.distributed's module docstring)."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
-
-
 def resolve_num_workers(setting: int | str, cores: int, processes: int) -> int:
     """DATA_LOADER.NUM_WORKERS as a number of decoding processes for one training process.
 
@@ -99,7 +94,9 @@ def num_workers_here(setting: int | str, backend: str) -> int:
     on-device backend decodes in the training process, with no workers."""
     if BACKENDS[backend].on_device:
         return 0
-    return resolve_num_workers(setting, usable_cores(), processes_per_node())
+    cores = usable_cores()
+    # Not the plain local process count: an srun task bound to its own CPUs shares them with no one.
+    return resolve_num_workers(setting, cores, processes_sharing_cores(cores))
 
 
 def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, num_workers: int,
@@ -120,7 +117,15 @@ def build_loader(dataset: KineticsDataset, sampler: Sampler, batch_size: int, nu
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         multiprocessing_context=WORKER_START if num_workers > 0 else None,
+        worker_init_fn=_ignore_preemption if num_workers > 0 else None,
     )
+
+
+def _ignore_preemption(worker_id: int) -> None:
+    """A worker ignores the preemption signals (a scheduler signals every process of the job): the training
+    process catches them and stops its workers itself, at an agreed step (vmb.engine.preemption)."""
+    for signum in PREEMPTION_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class CachedValLoader:

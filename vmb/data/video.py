@@ -351,8 +351,8 @@ def _frames_sequential(container, stream, times, time_base, start_pts):
 
 def crop_resize(frames: torch.Tensor, box: Box, out_size: tuple[int, int]) -> torch.Tensor:
     """`box` of uint8 (T, H, W, 3) `frames` on any device, resized to `out_size` (width, height): bilinear,
-    antialiased. On the CPU torch resizes uint8 channels-last images directly (10x faster than through
-    float32 for a 16-frame clip, within one grey level of it); on a GPU the resize goes through float32."""
+    antialiased. On the CPU torch resizes uint8 channels-last images directly (within one grey level of the
+    float32 path, and faster: docs/DATA.md, "Design measurements"); on a GPU the resize goes through float32."""
     region = frames[:, box.y:box.y + box.h, box.x:box.x + box.w]
     out_w, out_h = out_size
     if (box.w, box.h) == (out_w, out_h):

@@ -5,16 +5,10 @@ shown at `timing(duration)` (the last frame whose pts <= the instant; instants b
 the first frame, instants past the end hold the last one), cut to `geometry(width, height)`'s box and resized
 bilinearly (antialiased) to its output size, as uint8 (T, H, W, 3) tensors on the decoding device.
 
-Seek mode: "approximate". It reads duration, frame count and frame rate from the container header instead
-of scanning every packet when the file is opened ("exact"). Measured on 10 s 340x256 30 fps clips, 40
-random 16-frame clips (stride 5), CPU time on the project's 2-core machine: both modes chose the same frames,
-prepared (all-intra) and default-GOP with B-frames; opening costs 2.0 ms median in "approximate" and 3.0 ms
-in "exact" (B-frames: 2.5 vs 3.0 ms), while getting the frames costs the same (9.7 vs 9.6 ms prepared, 97
-vs 92 ms with B-frames, within noise). Whole clips with the dataset's crop (prepared): 13.3 ms
-("approximate"), 13.0 ms ("exact"), 17.6 ms (PyAV), medians of 5 x 20 clips on a loaded machine, so the
-scan's 1 ms is below that noise. "exact" buys nothing on constant-frame-rate files whose header is right,
-which VMB's prepared clips are (its own encoder, 30 fps), and costs a scan of every file for every clip;
-"approximate" could pick wrong frames only on variable-frame-rate sources with misleading headers.
+Seek mode: "approximate": duration, frame count and frame rate come from the container header, not from a scan
+of every packet when a file is opened ("exact"). On constant-frame-rate files with a correct header, as VMB's
+prepared clips are, both choose the same frames; "approximate" could pick wrong frames only on variable-frame-rate
+sources with misleading headers. The measurement is in docs/DATA.md ("Design measurements").
 
 Damaged data: FFmpeg conceals what it can, as with PyAV; an error that torchcodec reports fails the whole
 clip (DataError; in training the dataset then draws another video), where PyAV's backend would repeat the

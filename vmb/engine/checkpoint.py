@@ -1,7 +1,9 @@
 """The checkpoint, its whole lifecycle in one place: what it holds (`training_state`), writing it atomically
 (`save_checkpoint`), the checks that let it continue a run (`resume_state`) and putting it back (`restore`), and
-loading its weights for testing (`load_weights`). Files are written with a temporary name and renamed, and loaded
-with `weights_only=True` (nothing is unpickled but tensors, numbers, strings, lists and dicts).
+loading its weights for testing (`load_weights`). Files are written with a temporary name and renamed
+(vmb.files.atomic_path: a failed write keeps the previous checkpoint and leaves no temporary file; a full or
+failing disk is one line, vmb.files.WriteError), and loaded with `weights_only=True` (nothing is unpickled but
+tensors, numbers, strings, lists and dicts).
 
 A checkpoint holds: "model", "optimizer" and "scaler" state dicts, "epoch" (epochs done), "decode_failures" (so
 far), "data_wait" ([wait s, loop s] per epoch), "run_start_ms" (binds it to its run log's run_start) and
@@ -9,14 +11,13 @@ far), "data_wait" ([wait s, loop s] per epoch), "run_start_ms" (binds it to its 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from vmb.engine.resume import Interrupted
 from vmb.errors import VMBError
-from vmb.files import temp_name
+from vmb.files import atomic_path
 from vmb.record.schema import CHECKPOINT_FILE, RUN_LOG
 
 
@@ -29,10 +30,13 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sca
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically."""
-    tmp = temp_name(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Write `state` (tensors, numbers, strings, lists and dicts only) to `path` atomically.
+
+    Through a Python file object: torch.save reports a failed write to a path as a RuntimeError that does not say
+    why, but keeps the file object's OSError (errno ENOSPC, ...) as its context, which `atomic_path` reads.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: Path) -> dict | None:
@@ -93,8 +97,8 @@ def load_weights(model: torch.nn.Module, path: Path, arch: str, cfg_file: str) -
     reshaped = [key for key in own if key in weights and getattr(weights[key], "shape", None) != own[key].shape]
     problems = ([f"missing {len(missing)} keys, e.g. {missing[0]!r}"] if missing else []) + \
                ([f"unexpected {len(unexpected)}, e.g. {unexpected[0]!r}"] if unexpected else []) + \
-               ([f"{len(reshaped)} of another shape, e.g. {reshaped[0]!r} {tuple(weights[reshaped[0]].shape)} "
-                 f"vs {tuple(own[reshaped[0]].shape)}"] if reshaped else [])
+               ([(f"{len(reshaped)} of another shape, e.g. {reshaped[0]!r} {tuple(weights[reshaped[0]].shape)} "
+                  f"vs {tuple(own[reshaped[0]].shape)}")] if reshaped else [])
     if problems:
         raise VMBError(f"checkpoint {path} does not fit MODEL.ARCH {arch} of {cfg_file} ({'; '.join(problems)}): "
                        "was it written by another architecture or model size? use its config")

@@ -10,7 +10,8 @@ from typing import Iterable, Iterator
 import torch
 from fvcore.common.config import CfgNode
 
-from vmb.data.loader import processes_per_node, usable_cores
+from vmb.data.loader import usable_cores
+from vmb.launch import processes_sharing_cores
 
 # Above this share of the loop's time spent waiting for data the run is input-bound: the devices idle for a
 # tenth of training or more, four times MLPerf's run-to-run spread (+-2.5 %) and far above timer noise, so
@@ -112,7 +113,8 @@ class Window:
             writer.add_scalar("train/clips_per_s", clips_per_s, done)
             writer.add_scalar("train/data_wait_fraction", wait_fraction, done)
         if self.stall.input_bound(self.first_step, self.clock.wait_s, seconds) and self.main:
-            cores = usable_cores() // processes_per_node()
+            cores = usable_cores()
+            cores //= processes_sharing_cores(cores)
             bar.write(input_bound_message(self.stall.wait_s / self.stall.loop_s, workers, cores,
                                           cfg.DATA.DECODING_BACKEND), file=sys.stderr)
         clips = self.steps * self.batch_size

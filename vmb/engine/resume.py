@@ -15,6 +15,7 @@ from mlperf_logging.mllog import constants as C
 
 from vmb.config import config_digest
 from vmb.errors import VMBError
+from vmb.files import WriteError, cannot_write, io_failure, remove_temp_files
 from vmb.record.runlog import drop_cut_line, find, now_ms, read_events
 from vmb.record.schema import CONFIG_DIGEST, RESULT, RUN_LOG, SOURCE_DIGEST
 
@@ -33,14 +34,18 @@ def prepare_output_dir(out_dir: Path, auto_resume: bool) -> Interrupted | None:
     """Create OUTPUT_DIR and return what an interrupted run left there (None for a new run).
 
     Refuses a folder that holds a finished run, or an interrupted one when TRAIN.AUTO_RESUME is off; sets
-    aside the log of a run that died before run_start (nothing timed happened, so the run starts over).
+    aside the log of a run that died before run_start (nothing timed happened, so the run starts over);
+    removes the temporary files of writes a killed process left (vmb.files.remove_temp_files).
     """
+    probe = out_dir / ".write-test"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
+        remove_temp_files(out_dir)  # first: on a full disk they may hold the space this run needs
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
+        if io_failure(exc):
+            raise WriteError(cannot_write(probe, exc)) from None
         raise VMBError(f"OUTPUT_DIR {out_dir} is not writable ({exc.strerror}); choose another OUTPUT_DIR") from None
     if (out_dir / RESULT).exists():
         raise VMBError(f"OUTPUT_DIR {out_dir} already holds a finished run; choose a new OUTPUT_DIR")

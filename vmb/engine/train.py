@@ -5,6 +5,10 @@ untimed pre-flight only opens each listed file's header; vmb.data.preflight), ru
 evaluation that reaches the target. Evaluation and checkpointing count; nothing pauses the clock, not even a
 restart (the first run_start stays).
 
+A preemption signal stops the loop at a step boundary, resumable (vmb.engine.preemption). A full or failing
+disk stops the run with one line naming the file and its free space (vmb.files), resumable (`finish`); for
+TensorBoard's files it only turns TensorBoard off (vmb.record.tensorboard).
+
 The loop also measures how long it waits for its next batch (`data_wait_fraction` in result.json, TensorBoard
 and the progress bar) and warns once when the run is input-bound.
 """
@@ -21,7 +25,6 @@ import torch
 from fvcore.common.config import CfgNode
 from mlperf_logging.mllog import constants as C
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from vmb import rules
@@ -33,8 +36,10 @@ from vmb.record.runlog import RunLog, now_ms, read_events
 from vmb.record.schema import (CHECKPOINT, CHECKPOINT_FILE, CONFIG, DECODE_FAILURES, NUM_WORKERS, NUMERICS, RESULT,
                                RESUME, RUN_LOG, SYSTEM, TENSORBOARD_DIR, Result, effective_evals)
 from vmb.record.system import describe_system
+from vmb.record.tensorboard import TensorBoard
 from vmb.config import config_digest
-from vmb.data.loader import ValLoader, build_loaders, num_workers_here, processes_per_node
+from vmb.data.loader import ValLoader, build_loaders, num_workers_here
+from vmb.launch import processes_per_node
 from vmb.data.preflight import check_dataset
 from vmb.data.prepare.synthetic import ensure_config_dataset
 from vmb.data.video import check_decoding_device
@@ -47,9 +52,10 @@ from vmb.engine.numerics import set_numerics
 from vmb.engine.precision import autocast, memory_format, training_precision
 from vmb.engine.step import model_input, train_step
 from vmb.engine.optim import build_optimizer, lr_schedule, set_lr
+from vmb.engine.preemption import StopSignal, checkpoint_fits, preemptible
 from vmb.engine.resume import Interrupted, check_same_run, prepare_output_dir
 from vmb.errors import DataError, VMBError
-from vmb.files import write_text_atomic
+from vmb.files import WriteError, write_text_atomic
 from vmb.models.build import build_model
 
 
@@ -124,12 +130,12 @@ def initialise(cfg: CfgNode, ctx: distributed.Context, out_dir: Path, runlog: Ru
     provenance = code_provenance()
     if interrupted is None:
         runlog.start(C.INIT_START)
-        log_header(runlog, cfg, f"{ctx.world_size}x{device.type}", provenance["source_digest"])
+        log_header(runlog, cfg, f"{ctx.world_size}x{device.type}", provenance)
         runlog.event(NUM_WORKERS, workers)
     else:
         check_same_run(interrupted, cfg, provenance["source_digest"])
     if main:
-        (out_dir / CONFIG).write_text(cfg.dump())
+        write_text_atomic(out_dir / CONFIG, cfg.dump())
         num_nodes = max(1, ctx.world_size // processes_per_node())
         system = {**describe_system(device.type, ctx.world_size, num_nodes), **provenance}
         write_text_atomic(out_dir / SYSTEM, _json(system))
@@ -197,24 +203,27 @@ class Progress:
     epoch: float = 0.0  # fractional epoch of the last evaluation
     train_seconds: float = 0.0  # loop time of the logging windows (evaluations excluded), this process
     train_clips: int = 0
+    preempted: str | None = None  # the line to show when a preemption signal stopped the loop
 
 
 def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog: RunLog, out_dir: Path,
-                    workers: int) -> Progress:
+                    workers: int, stop: StopSignal) -> Progress:
     """The timed loop: train, evaluate every TRAIN.EVAL_PERIOD epochs, stop at the first evaluation that
-    reaches the target or at SOLVER.MAX_EPOCH; checkpoint every TRAIN.CHECKPOINT_PERIOD epochs."""
+    reaches the target or at SOLVER.MAX_EPOCH; checkpoint every TRAIN.CHECKPOINT_PERIOD epochs. `stop` may
+    end it earlier, resumable (vmb.engine.preemption: where it is asked, and the checkpoint it may write)."""
     device, main = ctx.device, ctx.is_main
     mixup, schedule = build_mixup(cfg), lr_schedule(cfg)
     iters_per_epoch = len(t.train_loader)
     eval_every = max(1, round(cfg.TRAIN.EVAL_PERIOD * iters_per_epoch))
     total_steps = iters_per_epoch * cfg.SOLVER.MAX_EPOCH
     mean, std = cfg.DATA.MEAN, cfg.DATA.STD
-    writer = SummaryWriter(str(out_dir / TENSORBOARD_DIR)) if main and cfg.TENSORBOARD.ENABLE else None
+    writer = TensorBoard(out_dir / TENSORBOARD_DIR) if main and cfg.TENSORBOARD.ENABLE else None
     bar = tqdm(total=total_steps, initial=t.start_epoch * iters_per_epoch, disable=not main or None,
                unit="it", dynamic_ncols=True, desc=cfg.BENCHMARK.NAME or cfg.MODEL.ARCH)
     progress = Progress(epoch=float(t.start_epoch))
     window = Window(device, cfg.TRAIN.BATCH_SIZE, StallWatch(warmup_steps=workers + 1), main)
     epoch_clock = DataWait()
+    saved, write_s = t.start_epoch, None  # the last checkpoint's epoch, and how long its write took in this run
     for epoch in range(t.start_epoch, cfg.SOLVER.MAX_EPOCH):
         runlog.start(C.EPOCH_START, epoch_num=epoch + 1)
         # Dropout and drop path draw from torch's generator: reseeded per epoch so that a resumed run continues
@@ -235,10 +244,14 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
             epoch_failures += int(failed.sum())  # a CPU tensor from the loader: no device sync
             bar.update()
             done = step + 1
-            if done % cfg.LOG_PERIOD == 0 or done % eval_every == 0:
+            window_end = done % cfg.LOG_PERIOD == 0 or done % eval_every == 0
+            if window_end:
                 seconds, clips_trained = window.report(done, t.optimizer, bar, writer, cfg, workers)  # 1 sync/window
                 progress.train_seconds += seconds
                 progress.train_clips += clips_trained
+            if stop.stop_now(ctx, synced=window_end):
+                progress.preempted = stop.line(f"epoch {epoch + 1} step {i + 1}/{iters_per_epoch}", out_dir, saved)
+                break
             if done % eval_every == 0 or done == total_steps:
                 eval_began = time.perf_counter()
                 progress.epoch = done / iters_per_epoch
@@ -248,16 +261,18 @@ def train_to_target(cfg: CfgNode, ctx: distributed.Context, t: Training, runlog:
                 if reached:
                     progress.status = C.SUCCESS
                     break
+        if progress.preempted:
+            break
         _end_epoch(epoch, epoch_failures, epoch_clock, t, ctx, runlog, writer)
         if progress.status == C.SUCCESS:
             break
-        if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0:
-            distributed.sync_bn_buffers(t.model)  # every process: the state saved is the one all of them hold
-            if main:
-                save_checkpoint(out_dir / CHECKPOINT_FILE, training_state(
-                    t.model, t.optimizer, t.scaler, epoch + 1, t.decode_failures, t.data_wait, t.run_start_ms,
-                    t.precision))
-                runlog.event(CHECKPOINT, epoch + 1, epoch_num=epoch + 1)
+        # At the end of the last epoch the run finishes instead. The epoch's all-reduce has just synced the host.
+        stopping = epoch + 1 < cfg.SOLVER.MAX_EPOCH and stop.stop_now(ctx, synced=True)
+        if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or (stopping and checkpoint_fits(write_s)):
+            saved, write_s = epoch + 1, _checkpoint(ctx, t, runlog, out_dir, epoch + 1)
+        if stopping:
+            progress.preempted = stop.line(f"the end of epoch {epoch + 1}", out_dir, saved)
+            break
     bar.close()
     if writer:
         writer.close()
@@ -280,6 +295,21 @@ def _evaluate(cfg: CfgNode, t: Training, ctx: distributed.Context, runlog: RunLo
         bar.write(f"epoch {epoch:7.2f}  val top-1 {top1:6.2f}% ({correct}/{total}), target {target:.2f}%, "
                   f"{(eval_ms - t.run_start_ms) / 1000.0:.1f} s since run_start")
     return correct * 100.0 >= target * total
+
+
+def _checkpoint(ctx: distributed.Context, t: Training, runlog: RunLog, out_dir: Path, epoch: int) -> float:
+    """Write and log the checkpoint after `epoch` epochs; return how long rank 0 took, on every process (a
+    write error on rank 0 stops every process with its line)."""
+    distributed.sync_bn_buffers(t.model)  # every process: the state saved is the one all of them hold
+
+    def write() -> float:
+        began = time.perf_counter()
+        save_checkpoint(out_dir / CHECKPOINT_FILE, training_state(
+            t.model, t.optimizer, t.scaler, epoch, t.decode_failures, t.data_wait, t.run_start_ms, t.precision))
+        runlog.event(CHECKPOINT, epoch, epoch_num=epoch)
+        return time.perf_counter() - began
+
+    return _on_main(ctx, write)
 
 
 def _end_epoch(epoch: int, failures: int, clock: DataWait, t: Training, ctx: distributed.Context, runlog: RunLog,
@@ -310,10 +340,12 @@ def _gather_energy(meter: GpuEnergy, ctx: distributed.Context) -> dict | None:
 
 def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progress, runlog: RunLog, out_dir: Path,
            workers: int) -> dict | None:
-    """Log run_stop (the clock stops), then, on rank 0, write result.json (vmb.record.schema.Result) from the run
-    log's evaluations; return it as a dict."""
+    """Stop the clock (run_stop) and, on rank 0, write result.json (vmb.record.schema.Result) from the run log's
+    evaluations; return it as a dict.
+
+    result.json is written first, then run_stop logged; if that fails, result.json is removed: a full disk at
+    either write leaves a run that a rerun resumes."""
     run_stop_ms = now_ms()
-    runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
     energy = _gather_energy(t.energy, ctx)
     if not ctx.is_main:
         return None
@@ -347,12 +379,18 @@ def finish(cfg: CfgNode, ctx: distributed.Context, t: Training, progress: Progre
         dataset_fingerprint=dataset_fingerprint(cfg.DATA.PATH_TO_DATA_DIR, cfg.MODEL.NUM_CLASSES,
                                                 cfg.DATA.PATH_PREFIX),
         division=cfg.BENCHMARK.DIVISION,
+        benchmark_version=cfg.BENCHMARK.VERSION,
         # NVML, per GPU and in total over run_start..run_stop; null with the reason where not measured
         energy_j=energy,
         energy_note=t.energy.unavailable if energy is None else None,
-        **code_provenance(),  # vmb_version, source_digest, git_commit, git_dirty
+        **code_provenance(),  # vmb_version, benchmark_digest, source_digest, git_commit, git_dirty
     ).to_json()
     write_text_atomic(out_dir / RESULT, _json(result))
+    try:
+        runlog.end(C.RUN_STOP, time_ms=run_stop_ms, status=progress.status, epoch_num=progress.epoch)
+    except WriteError:
+        (out_dir / RESULT).unlink()  # without run_stop the run is not finished, and a rerun resumes it
+        raise
     return result
 
 
@@ -367,7 +405,12 @@ def check_setup(cfg: CfgNode, device: torch.device) -> None:
 def run(cfg: CfgNode) -> dict | None:
     """Train `cfg` to its target in this process (one of possibly several); return result.json on rank 0.
 
-    The timed path: `initialise` (untimed, ends at run_start) -> `train_to_target` -> `finish` (run_stop)."""
+    The timed path: `initialise` (untimed, ends at run_start) -> `train_to_target` -> `finish` (run_stop).
+
+    Raises:
+        Preempted: a preemption signal stopped the run (vmb.engine.preemption), whose line is printed on stderr;
+            OUTPUT_DIR is resumable.
+    """
     workers = num_workers_here(cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA.DECODING_BACKEND)
     ctx = distributed.setup(cfg.NUM_GPUS, workers)
     out_dir = Path(cfg.OUTPUT_DIR)
@@ -377,8 +420,11 @@ def run(cfg: CfgNode) -> dict | None:
         interrupted = _on_main(ctx, lambda: prepare_output_dir(out_dir, cfg.TRAIN.AUTO_RESUME))
         runlog = RunLog(out_dir / RUN_LOG, ctx.is_main)
         training = initialise(cfg, ctx, out_dir, runlog, interrupted, workers)
-        progress = train_to_target(cfg, ctx, training, runlog, out_dir, workers)
-        return finish(cfg, ctx, training, progress, runlog, out_dir, workers)
+        with preemptible(out_dir) as stop:
+            progress = train_to_target(cfg, ctx, training, runlog, out_dir, workers, stop)
+            if progress.preempted:
+                stop.raise_preempted(progress.preempted)
+            return finish(cfg, ctx, training, progress, runlog, out_dir, workers)
     finally:
         if runlog is not None:
             runlog.close()

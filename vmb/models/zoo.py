@@ -1,6 +1,7 @@
 """The model zoo for the speed tools: the video models users know, built by pytorchvideo's own builders
-(`pytorchvideo.models.hub`, never with downloaded weights: random initialisation), each with its standard
-input: the frames and crop of one view as PyTorchVideo's model zoo evaluates it.
+(`pytorchvideo.models.hub`), and TSN R50 / TSM R50 by vmb.models.tsn (pytorchvideo has none), never with
+downloaded weights (random initialisation), each with its standard input: the frames and crop of one view as
+PyTorchVideo's model zoo evaluates it (TSN, TSM: one view of MMAction2's, see vmb.models.tsn).
 
 The benchmark's own models (configs/X3D_M.yaml, configs/MVIT_B_16x4.yaml) are built from their configs by
 vmb.models.build; the zoo's x3d_m and mvit_b_16x4 are the same architectures as PyTorchVideo publishes them.
@@ -14,12 +15,14 @@ from typing import Callable
 import torch
 
 from vmb.errors import ConfigError
+from vmb.models import tsn
 
 with warnings.catch_warnings():  # fvcore, imported by pytorchvideo, calls the deprecated torch.jit.script
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from pytorchvideo.models import hub
 
 SLOWFAST_ALPHA = 4  # the fast pathway samples 4x the slow pathway's frames (SlowFast R50 8x8)
+TORCHVISION_ARCHS = ("tsn", "tsm")  # built by vmb.models.tsn on torchvision's ResNet-50: builder(num_classes)
 
 
 @dataclass(frozen=True)
@@ -27,14 +30,16 @@ class ZooModel:
     """One zoo model: its builder and the shape of one view."""
 
     name: str
-    arch: str  # family: x3d, mvit, slow, slowfast, i3d, r2plus1d, csn
+    arch: str  # family: x3d, mvit, slow, slowfast, i3d, r2plus1d, csn, tsn, tsm
     num_frames: int  # frames of one view (SlowFast: the fast pathway's)
     crop_size: int  # height and width of one view
-    published_params_m: float  # PyTorchVideo's model zoo table, Kinetics-400 head (millions)
+    published_params_m: float  # PyTorchVideo's model zoo table (TSN, TSM: MMAction2's), K400 head (millions)
     builder: Callable[..., torch.nn.Module]
 
     def build(self, num_classes: int = 400) -> torch.nn.Module:
         """The model with random weights and a `num_classes` head, in training mode, on the CPU."""
+        if self.arch in TORCHVISION_ARCHS:
+            return self.builder(num_classes)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             # pytorchvideo names the head's size head_num_classes for MViT, model_num_class elsewhere
@@ -77,6 +82,8 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in (
     ZooModel("i3d_r50", "i3d", 8, 224, 28.04, hub.i3d_r50),
     ZooModel("r2plus1d_r50", "r2plus1d", 16, 224, 28.11, hub.r2plus1d_r50),
     ZooModel("csn_r101", "csn", 32, 224, 22.21, hub.csn_r101),
+    ZooModel("tsn_r50", "tsn", tsn.TSN_R50_SEGMENTS, 224, 24.33, tsn.tsn_r50),
+    ZooModel("tsm_r50", "tsm", tsn.TSM_R50_SEGMENTS, 224, 24.33, tsn.tsm_r50),
 )}
 
 

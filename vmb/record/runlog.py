@@ -2,13 +2,17 @@
 only, and read back by the trainer (to resume the clock) and by the scorer. Its keys and what they mean are in
 vmb.record.schema.
 
-Each line is `:::MLLOG {"namespace", "time_ms", "event_type", "key", "value", "metadata"}`.
+Each line is `:::MLLOG {"namespace", "time_ms", "event_type", "key", "value", "metadata"}`, appended and
+flushed as it is logged. An append that fails on a full or failing disk is a vmb.files.WriteError (one line:
+the log, the reason, the free space), not logging's print-and-continue, and the log takes no more lines: what
+reached the disk is whole lines, and perhaps a last one cut short, which the resume removes (`drop_cut_line`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,8 @@ from typing import Any
 from mlperf_logging.mllog.mllog import MLLogger
 
 from vmb.errors import VMBError
-from vmb.record.faults import KillAfter
+from vmb.files import WriteError, cannot_write, io_failure
+from vmb.record.faults import KillAfter, fail_write
 
 PREFIX = ":::MLLOG "
 
@@ -33,42 +38,73 @@ class LogEvent:
     line_no: int
 
 
+class _AppendHandler(logging.FileHandler):
+    """Appends each formatted line to the file and flushes it. The first write that fails is kept in `error`, and
+    the file takes no more lines: logging's own handlers print a traceback and go on, and mllog swallows what a
+    handler raises, so the caller checks `error` after each event."""
+
+    error: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error is not None:
+            return
+        try:
+            fail_write(Path(self.baseFilename))  # fault injection for the tests (vmb.record.faults)
+            self.stream.write(self.format(record) + self.terminator)
+            self.flush()
+        except OSError as exc:
+            self.error = exc
+
+
 class RunLog:
     """Appends events to `path` through mllog; every method is a no-op when `enabled` is False
     (processes other than rank 0)."""
 
     def __init__(self, path: Path, enabled: bool) -> None:
-        self.enabled = enabled
+        self.enabled, self.path = enabled, path
         self._logger = None
         if enabled:
-            handler = logging.FileHandler(path, mode="a")
-            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._handler = _AppendHandler(path, mode="a")
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
             pylogger = logging.getLogger(f"vmb.runlog.{path.resolve()}")
             pylogger.propagate = False
             pylogger.setLevel(logging.INFO)
-            pylogger.handlers = [handler]
-            self._logger = MLLogger(logger=pylogger, default_stack_offset=2)
+            pylogger.handlers = [self._handler]
+            # the source mllog records for each line: the caller of event/start/end (through _write)
+            self._logger = MLLogger(logger=pylogger, default_stack_offset=3)
         self._faults = KillAfter()
 
     def event(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
-            self._logger.event(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._faults.logged(key)
+            self._write(self._logger.event, key, value, time_ms, metadata)
 
     def start(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
-            self._logger.start(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._faults.logged(key)
+            self._write(self._logger.start, key, value, time_ms, metadata)
 
     def end(self, key: str, value: Any = None, time_ms: int | None = None, **metadata: Any) -> None:
         if self.enabled:
-            self._logger.end(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
-            self._faults.logged(key)
+            self._write(self._logger.end, key, value, time_ms, metadata)
+
+    def _write(self, log, key: str, value: Any, time_ms: int | None, metadata: dict) -> None:
+        """Append one line with mllog's `log` (event, start or end); a full or failing disk is a WriteError, and
+        the log is closed."""
+        log(key=key, value=value, metadata=metadata or None, time_ms=time_ms)
+        error = self._handler.error
+        if error is not None:
+            self.close()
+            if io_failure(error) is None:
+                raise error
+            raise WriteError(cannot_write(self.path, error)) from None
+        self._faults.logged(key)
 
     def close(self) -> None:
+        """Close the file; after a failed append, what its buffer still holds is dropped if it cannot be written."""
         if self.enabled:
+            self.enabled = False
             for handler in self._logger.logger.handlers:
-                handler.close()
+                with suppress(OSError):
+                    handler.close()
             self._logger.logger.handlers = []
 
 

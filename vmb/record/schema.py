@@ -3,7 +3,7 @@ as a typed `Result`.
 
 The trainer writes with these names (vmb.engine.train), the scorer reads with them (vmb.scoring.validate checks a
 result.json against `RESULT_FIELDS`, derived from `Result`). mlperf-logging's own keys are in
-`mlperf_logging.mllog.constants`; the compliance rules (vmb/scoring/compliance_rules/*.yaml) name VMB's keys too,
+`mlperf_logging.mllog.constants`; the compliance rules (vmb/scoring/rules/<version>/compliance.yaml) name VMB's keys too,
 and a test checks they name only `VMB_KEYS`.
 """
 from __future__ import annotations
@@ -26,11 +26,14 @@ TENSORBOARD_DIR = "tensorboard"
 RESUME = "vmb_resume"  # the run was restarted from the checkpoint of epoch `value`; the clock kept running
 CHECKPOINT = "vmb_checkpoint"  # a checkpoint of epoch `value` was written (logged right after)
 DECODE_FAILURES = "vmb_decode_failures"  # training videos replaced in an epoch (metadata epoch_num)
-SOURCE_DIGEST = "vmb_source_digest"  # header: vmb.record.provenance's digest of the code that ran
+SOURCE_DIGEST = "vmb_source_digest"  # header: vmb.record.provenance's digest of all the code that ran
+BENCHMARK_VERSION = "vmb_benchmark_version"  # header: BENCHMARK.VERSION, the version the run claims to run
+BENCHMARK_DIGEST = "vmb_benchmark_digest"  # header: vmb.record.provenance's digest of the timed path that ran
 CONFIG_DIGEST = "vmb_config_digest"  # header: vmb.config.config_digest of the resolved config
 NUMERICS = "vmb_numerics"  # header: the precision as value, vmb.engine.numerics' policy as metadata
 NUM_WORKERS = "vmb_num_workers"  # header: DATA_LOADER.NUM_WORKERS as resolved on the machine
-VMB_KEYS = (RESUME, CHECKPOINT, DECODE_FAILURES, SOURCE_DIGEST, CONFIG_DIGEST, NUMERICS, NUM_WORKERS)
+VMB_KEYS = (RESUME, CHECKPOINT, DECODE_FAILURES, SOURCE_DIGEST, BENCHMARK_VERSION, BENCHMARK_DIGEST, CONFIG_DIGEST,
+            NUMERICS, NUM_WORKERS)
 
 # The interval of the timed run (mlperf-logging's keys), and run_stop's status, as result.json's "status".
 RUN_START, RUN_STOP = C.RUN_START, C.RUN_STOP
@@ -76,7 +79,9 @@ class Result:
     division: str = _checked(str)  # "closed" or "open"
     energy_j: dict | None  # {"per_device", "total"} over the timed run (NVML), None where not measured
     energy_note: str | None  # why energy_j is None
+    benchmark_version: str = _checked(str)  # BENCHMARK.VERSION
     vmb_version: str = _checked(str)  # provenance (vmb.record.provenance.code_provenance)
+    benchmark_digest: str = _checked(str)
     source_digest: str = _checked(str)
     git_commit: str | None = _checked(STRING_OR_NULL)
     git_dirty: bool | None = _checked(BOOL_OR_NULL)
@@ -86,7 +91,8 @@ class Result:
 
 
 RESULT_FIELDS = {f.name: f.metadata["json"] for f in fields(Result) if "json" in f.metadata}
-PROVENANCE_FIELDS = ("vmb_version", "source_digest", "git_commit", "git_dirty")  # in result.json and system.json
+# In result.json and system.json: vmb.record.provenance.code_provenance()'s keys.
+PROVENANCE_FIELDS = ("vmb_version", "benchmark_digest", "source_digest", "git_commit", "git_dirty")
 
 
 def effective_evals(events: list) -> list:

@@ -2,29 +2,33 @@
 scorer; vmb.scoring.validate checks each run on its own).
 
 Deviations are what MLPerf's open division allows and its closed division does not: fixed config keys
-changed, code other than the reference's (source_digest), and convergence in significantly fewer epochs than
+changed, code other than the benchmark version publishes (benchmark_digest: vmb.scoring.release), and convergence in significantly fewer epochs than
 the reference (vmb.scoring.convergence). A closed-division run with a deviation is invalid (one reason per
 deviation), except convergence, which the closed division normalises as MLPerf does: the benchmark's time is
 scaled by reference mean epochs / submission mean epochs before it is scored. An open-division run keeps its
 deviations as a list that every output shows next to its score, labelled "open division".
+
+Every run is judged by the rules of the benchmark version it declares, and scored against a reference of that
+version. `make_reference` turns a valid set of closed-division runs into a reference.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from fvcore.common.config import CfgNode
-
-from vmb.config import load_config
+import vmb
 from vmb import rules
-from vmb.record.schema import RUN_LOG
+from vmb.record.schema import RESULT, RUN_LOG
+from vmb.reporting import system_line
 from vmb.scoring.convergence import Convergence, check_convergence, not_checked
 from vmb.scoring.cost import cost_to_target, energy_to_target
-from vmb.scoring.reference import Reference, ReferenceEntry, check_reference_entry
+from vmb.scoring.reference import FORMAT, Reference, ReferenceEntry, ReferenceFileError, check_reference_entry
+from vmb.scoring.release import Release, UnknownVersionError
 from vmb.scoring.score import MODEL_CLASSES, TimeSummary, benchmark_score, model_score, summarize_times
-from vmb.scoring.validate import Run, RunFolderError, check_run, load_run, run_deviations
+from vmb.scoring.validate import Run, RunFolderError, check_run, load_run, run_deviations, run_release, short_digest
 
 CLOSED_ONLY = "closed division invalid; submit in the open division (BENCHMARK.DIVISION open) to report it"
 
@@ -122,36 +126,33 @@ class Assessment:
         return bool(self.runs) and not self.all_reasons()
 
 
-def _short(fingerprint: str) -> str:
-    """A fingerprint's labels and first 12 digits: "sha256:1c0036af3ee1...", "unprepared:sha256:02ddb3a199cc..."."""
-    labels, _, digits = fingerprint.rpartition(":")
-    return f"{labels}:{digits[:12]}..." if labels else f"{digits[:12]}..."
-
-
-def code_deviations(run: Run, reference: ReferenceEntry | None) -> list[str]:
-    """The run's code is not the reference's (one line), or nothing (also without a reference)."""
-    digest = run.result["source_digest"]
-    if reference is None or digest == reference.source_digest:
-        return []
-    return [f"code differs from the reference's (source_digest {_short(digest)} vs {_short(reference.source_digest)})"]
-
-
-def check_path(path: Path, reference: Reference | None = None) -> RunCheck:
-    """Load and check one run folder (against the reference's code, when given); never raises for a bad folder."""
+def check_path(path: Path) -> RunCheck:
+    """Load and check one run folder by the rules of its benchmark version; never raises for a bad folder."""
     try:
         run = load_run(path)
     except RunFolderError as exc:
         return RunCheck(path, None, [str(exc).splitlines()[0].removeprefix(f"{path}: ")])
     try:
+        run_release(run)
+    except UnknownVersionError as exc:
+        return RunCheck(path, run, [f"{RESULT}: {exc}"])
+    try:
         reasons = check_run(run)
-        entry = reference.entries.get(run.benchmark) if reference else None
-        deviations = run_deviations(run) + code_deviations(run, entry)
+        deviations = run_deviations(run)
     except Exception as exc:  # a submission the checks did not foresee: one line for this run, not a traceback
         detail = (str(exc).splitlines() or [""])[0]
         return RunCheck(path, run, [f"cannot be checked ({type(exc).__name__}: {detail})"])
     if run.division == rules.OPEN:
         return RunCheck(path, run, reasons, deviations)
     return RunCheck(path, run, reasons + [f"{deviation}: {CLOSED_ONLY}" for deviation in deviations])
+
+
+def _known_version(run: Run) -> bool:
+    try:
+        run_release(run)
+    except UnknownVersionError:
+        return False
+    return True
 
 
 def _distinct(values: list) -> list:
@@ -185,7 +186,7 @@ def _duplicates(checks: list[RunCheck]) -> list[str]:
     return reasons
 
 
-def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canonical: CfgNode) -> list[str]:
+def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, release: Release) -> list[str]:
     """Set-level checks of one benchmark's runs."""
     reasons = []
     devices = _distinct((r.result["n_devices"], r.result["device_type"]) for r in runs)
@@ -197,7 +198,7 @@ def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canoni
         reasons.append(f"{len(runs)} run(s) must use RNG_SEED 0 to {len(runs) - 1}, each once "
                        f"(rules.expected_seeds); these use {', '.join(map(str, seeds))}")
     if reference is not None:
-        reasons += check_reference_entry(reference, canonical)
+        reasons += check_reference_entry(reference, release)
         for fingerprint in _distinct(r.result["dataset_fingerprint"] for r in runs):
             if fingerprint != reference.dataset_fingerprint:
                 reasons.append(f"dataset fingerprint {fingerprint} differs from the reference's "
@@ -207,15 +208,17 @@ def _benchmark_reasons(runs: list[Run], reference: ReferenceEntry | None, canoni
     return reasons
 
 
-def _check_convergence(result: BenchmarkResult, reference: ReferenceEntry) -> None:
-    """Test the runs' epochs to target against the reference's; normalise (closed) or report (open)."""
-    note = not_checked(reference.epochs_to_target)
+def _check_convergence(result: BenchmarkResult, reference: ReferenceEntry, release: Release) -> None:
+    """Test the runs' epochs to target against the reference's by `release`'s rule; normalise (closed) or report
+    (open)."""
+    note = not_checked(reference.epochs_to_target, release.min_reference_runs)
     if note:
         result.notes.append(note)
         return
     epochs = [c.run.result["epochs"] for c in result.runs if c.run.success]
     try:
-        result.convergence = check_convergence(reference.epochs_to_target, epochs)
+        result.convergence = check_convergence(reference.epochs_to_target, epochs, release.p_value,
+                                               release.min_reference_runs)
     except ValueError as exc:  # epochs an invalid run claims (not positive): its own reasons say why
         result.notes.append(f"convergence not checked ({exc})")
         return
@@ -232,7 +235,12 @@ def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | N
     runs = [c.run for c in checks]
     summary = summarize_times([r.result["time_to_target_s"] if r.success else None for r in runs])
     entry = reference.entries.get(name) if reference else None
-    reasons = _benchmark_reasons(runs, entry, load_config(benchmark.config))
+    versions = _distinct(r.version for r in runs)
+    release = run_release(runs[0])  # every run's version is known: check_path refuses the others
+    reasons = _benchmark_reasons(runs, entry, release)
+    if len(versions) > 1:
+        reasons.append(f"runs are of different benchmark versions ({', '.join(versions)}); all runs of a benchmark "
+                       "must run one version")
     if summary.problem:
         reasons.append(summary.problem)
     divisions = _distinct(r.division for r in runs)
@@ -243,7 +251,7 @@ def _score_benchmark(name: str, checks: list[RunCheck], reference: Reference | N
     result = BenchmarkResult(benchmark, checks, summary, n_devices, unit, entry, None, reasons,
                              division=divisions[0] if len(divisions) == 1 else None)
     if entry is not None and summary.t_bench is not None:
-        _check_convergence(result, entry)
+        _check_convergence(result, entry, release)
     if result.valid and entry is not None:
         result.score = model_score(entry.t_ref_s, entry.n_devices_ref, result.t_scored, n_devices)
     result.cost, result.cost_note = cost_to_target(result.t_scored, cost_per_hour, unit)
@@ -273,11 +281,11 @@ def assess(paths: Sequence[Path], reference: Reference | None = None, set_reason
            cost_per_hour: float | None = None) -> Assessment:
     """Check every run folder and the set as a whole, then time and score each benchmark present (with its
     cost to target at `cost_per_hour`, the price of one hour of the submission's system, when given)."""
-    checks = [check_path(Path(p), reference) for p in paths]
+    checks = [check_path(Path(p)) for p in paths]
     reasons = list(set_reasons) + _duplicates(checks)
     if not checks:
         reasons.append("no runs given")
-    loaded = [c for c in checks if c.run is not None and c.run.benchmark in rules.BENCHMARKS]
+    loaded = [c for c in checks if c.run is not None and c.run.benchmark in rules.BENCHMARKS and _known_version(c.run)]
     by_suite: dict[str, list[Run]] = {}
     for check in loaded:
         by_suite.setdefault(rules.BENCHMARKS[check.run.benchmark].suite, []).append(check.run)
@@ -285,9 +293,60 @@ def assess(paths: Sequence[Path], reference: Reference | None = None, set_reason
         prints = _distinct(r.result["dataset_fingerprint"] for r in runs)
         if len(prints) > 1:
             reasons.append(f"suite {suite}: runs used {len(prints)} different datasets (fingerprints "
-                           f"{', '.join(map(_short, prints))}); a set uses one dataset")
+                           f"{', '.join(map(short_digest, prints))}); a set uses one dataset")
     names = _distinct(c.run.benchmark for c in loaded)
     benchmarks = {name: _score_benchmark(name, [c for c in loaded if c.run.benchmark == name], reference,
                                          cost_per_hour) for name in names}
     suites = {suite: _suite_result(suite, benchmarks, reference) for suite in by_suite}
     return Assessment(checks, benchmarks, suites, reference, reasons, cost_per_hour)
+
+
+def make_reference(assessment: Assessment, command: str) -> dict:
+    """A reference (as JSON data) with one entry per benchmark of a valid set of closed-division runs that all
+    ran the same code.
+
+    Raises:
+        ReferenceFileError: the set is invalid or empty, has open-division runs, or ran more than one code.
+    """
+    if not assessment.valid:
+        raise ReferenceFileError("cannot make a reference from an invalid set of runs (see the problems above)")
+    runs = [check.run for check in assessment.runs]
+    open_runs = [str(r.path) for r in runs if r.division != rules.CLOSED]
+    if open_runs:
+        raise ReferenceFileError(f"a reference is made from closed-division runs only; {', '.join(open_runs)} "
+                             f"{'is' if len(open_runs) == 1 else 'are'} {rules.OPEN}")
+    versions = _distinct(r.version for r in runs)
+    if len(versions) > 1:  # valid closed runs of one version ran its published code
+        raise ReferenceFileError(f"the runs are of {len(versions)} benchmark versions ({', '.join(versions)}); all "
+                                 "runs of a reference run one")
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    entries = {}
+    for name, result in assessment.benchmarks.items():
+        runs = [check.run for check in result.runs]
+        summary = result.summary
+        entries[name] = {
+            "model_class": result.benchmark.model_class,
+            "suite": result.benchmark.suite,
+            "t_ref_s": summary.t_bench,
+            "n_devices_ref": result.n_devices,
+            "device_unit": result.device_unit,
+            "target_top1": runs[0].result["target_top1"],
+            "dataset_fingerprint": runs[0].result["dataset_fingerprint"],
+            "fixed_config_digest": runs[0].result["fixed_config_digest"],
+            "benchmark_version": runs[0].version,
+            "benchmark_digest": runs[0].result["benchmark_digest"],
+            "epochs_to_target": [r.result["epochs"] for r in runs if r.success],
+            "hardware": " | ".join(dict.fromkeys(system_line(r.system) for r in runs)),
+            "date": today,
+            "provisional": summary.provisional,
+            "provenance": {
+                "method": f"{summary.method} of {summary.n_runs} runs ({summary.n_failed} missed the target)",
+                "runs": [{"run": str(r.path), "seed": r.result["seed"], "status": r.result["status"],
+                          "time_to_target_s": r.result["time_to_target_s"],
+                          "config_digest": r.result["config_digest"], "git_commit": r.result["git_commit"]}
+                         for r in runs],
+                "command": command,
+                "vmb_version": vmb.__version__,
+            },
+        }
+    return {"format": FORMAT, "benchmarks": entries}

@@ -1,4 +1,5 @@
-"""Run mlperf_logging's compliance checker on a run log with VMB's own rules (vmb/scoring/compliance_rules/*.yaml).
+"""Run mlperf_logging's compliance checker on a run log with VMB's own rules: the compliance.yaml of the run's
+benchmark version (vmb/scoring/rules/<version>/, vmb.scoring.release).
 
 The checker evaluates the Python expressions of its rule files, so only the packaged rule files are ever
 used, never files from a submission. It is called in-process (its parser and per-file checks), which
@@ -12,8 +13,6 @@ from pathlib import Path
 
 from mlperf_logging.compliance_checker import mlp_compliance, mlp_parser
 
-RULES_DIR = Path(__file__).resolve().with_name("compliance_rules")
-RULE_FILES = (RULES_DIR / "common.yaml",)
 PARSER_RULESET = "6.1.0"  # selects the checker's log-line parser; all recent ones read the same :::MLLOG lines
 _TOKEN = ":::MLLOG "
 
@@ -62,8 +61,8 @@ def _key_of(log_line: str) -> str:
         return "?"
 
 
-def check_log(path: Path) -> list[str]:
-    """Reasons why the run log at `path` fails VMB's rules (empty when it passes)."""
+def check_log(path: Path, rules: Path) -> list[str]:
+    """Reasons why the run log at `path` fails the packaged compliance rules file `rules` (empty when it passes)."""
     name = path.name
     try:
         loglines, errors = mlp_parser.parse_file(str(path), ruleset=PARSER_RULESET)
@@ -76,10 +75,9 @@ def check_log(path: Path) -> list[str]:
     if not loglines:
         return [f"{name}: no :::MLLOG lines"]
     checker = mlp_compliance.make_checker("training", PARSER_RULESET, quiet=False, werror=True)
-    for rules in RULE_FILES:
-        try:
-            checker.configured_checks(loglines, str(rules))
-        except Exception as exc:  # the checker has no error contract: anything it raises is a failed check
-            return [f"{name}: the compliance checker failed with {rules.name} ({type(exc).__name__}: {exc})"]
+    try:
+        checker.configured_checks(loglines, str(rules))
+    except Exception as exc:  # the checker has no error contract: anything it raises is a failed check
+        return [f"{name}: the compliance checker failed with {rules.name} ({type(exc).__name__}: {exc})"]
     messages = [*checker.warnings.values(), *checker.overwritable.values(), *checker.not_overwritable]
     return [_one_line(m, name, mllog_lines) for m in messages]

@@ -7,21 +7,24 @@ Layout of a package folder DIR (and DIR.tar.gz, the same folder archived):
     DIR/runs/<name>/        run_log.txt, result.json, config.yaml, system.json of one run
 
 `tools/score.py DIR` recognises a package by its MANIFEST.sha256, verifies every checksum, and scores the
-runs inside. Checkpoints and tensorboard files are not packaged: the score never needs them.
+runs inside. A package is untrusted input: before any file of it is read, `intake_reasons` checks that it holds
+plain files and folders only (a symbolic link is never followed, a FIFO or device never opened), each within its
+size cap (a run log up to RUN_LOG_CAP, any other file up to FILE_CAP: the scorer parses JSON and YAML whole). Checkpoints and tensorboard files are not packaged: the score never needs them.
 """
 from __future__ import annotations
 
 import datetime
 import os
 import re
+import stat
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import vmb
 from vmb.files import sha256_file
-from vmb.record.schema import RUN_FILES
+from vmb.record.schema import RUN_FILES, RUN_LOG
 from vmb.scoring.validate import Run, RunFolderError, load_run
 from vmb.errors import VMBError
 
@@ -158,6 +161,55 @@ def _sha256_or_none(path: Path) -> str | None:
         return None
 
 
+MIB = 1 << 20
+RUN_LOG_CAP = 64 * MIB
+FILE_CAP = 1 * MIB
+_ONLY_PLAIN = "a submission holds plain files and folders only"
+
+
+def _entries(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(POSIX path relative to `folder`, lstat) of everything below it; a symbolic link is listed, never
+    followed."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(folder / rel if rel else folder) as entries:
+            entries = list(entries)
+        for entry in entries:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            info = entry.stat(follow_symlinks=False)
+            yield path, info
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(path)
+
+
+def size_cap(rel: str) -> int:
+    """The largest size in bytes the file at `rel` (relative to the submission folder) may have."""
+    return RUN_LOG_CAP if Path(rel).name == RUN_LOG else FILE_CAP
+
+
+def intake_reasons(folder: Path) -> list[str]:
+    """Why the scorer must not read `folder` (empty when it may), one line each, naming the entry: a symbolic
+    link, something that is neither a plain file nor a folder, a file over its size cap, or no manifest.
+    Reads no file's content."""
+    try:
+        entries = sorted(_entries(folder), key=lambda entry: entry[0])
+    except OSError as exc:
+        return [f"{folder}: cannot read the folder ({exc.strerror or exc}: {exc.filename})"]
+    reasons = []
+    for rel, info in entries:
+        if stat.S_ISLNK(info.st_mode):
+            reasons.append(f"{rel}: a symbolic link, not followed ({_ONLY_PLAIN})")
+        elif not stat.S_ISDIR(info.st_mode) and not stat.S_ISREG(info.st_mode):
+            reasons.append(f"{rel}: not a plain file ({_ONLY_PLAIN})")
+        elif stat.S_ISREG(info.st_mode) and info.st_size > size_cap(rel):
+            reasons.append(f"{rel}: {info.st_size / MIB:.1f} MiB, over its size cap ({RUN_LOG_CAP // MIB} MiB for "
+                           f"a {RUN_LOG}, {FILE_CAP // MIB} MiB for any other file)")
+    if MANIFEST not in (rel for rel, _ in entries):
+        reasons.append(f"no {MANIFEST}: not a submission folder (make one with tools/package.py)")
+    return [f"{folder}: {reason}" for reason in reasons]
+
+
 def verify_package(folder: Path) -> list[str]:
     """Reasons why the package's files are not exactly those of its manifest (empty when they are)."""
     listed, reasons = _read_manifest(folder / MANIFEST)
@@ -184,6 +236,10 @@ def collect_runs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     for path in map(Path, paths):
         if not is_package(path):
             runs.append(path)
+            continue
+        intake = intake_reasons(path)
+        if intake:  # never read a file of a package that may make the scorer follow a link or read without end
+            reasons += intake
             continue
         reasons += verify_package(path)
         runs_dir = path / RUNS_DIR

@@ -1,33 +1,27 @@
-"""Reference times: JSON files under references/ that scores are measured against.
+"""Reference times: JSON files under references/ that scores are measured against (reading and writing them;
+vmb.scoring.assess.make_reference builds one).
 
 A reference holds one entry per benchmark: the reference time to target t_ref_s (the olympic mean, or
-the provisional mean, of valid runs), the devices it used, the target, the dataset fingerprint, the fixed
-config digest and the source digest of the code it was measured with, the epochs to target of its runs
-(for the convergence check), the hardware, the date, and its provenance (which runs, which command).
-`python tools/score.py --make-reference RUNS -o FILE` writes one from a valid set of closed-division runs.
+the provisional mean, of valid runs), the devices it used, the target, the dataset fingerprint, the benchmark
+version and benchmark digest of the code it was measured with and its fixed config digest, the epochs to
+target of its runs (for the convergence check), the hardware, the date, and its provenance (which runs, which
+command). `python tools/score.py --make-reference RUNS -o FILE` writes one from a valid set of closed-division
+runs. A reference scores runs of its own benchmark version only.
 """
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fvcore.common.config import CfgNode
-
-import vmb
 from vmb import rules
-from vmb.config import config_digest
-from vmb.reporting import system_line
 from vmb.errors import VMBError
+from vmb.scoring.release import Release
 from vmb.scoring.score import DEVICE_UNITS
 
-if TYPE_CHECKING:
-    from vmb.scoring.assess import Assessment
-
-FORMAT = "vmb-reference/2"  # /2 added source_digest and epochs_to_target
+FORMAT = "vmb-reference/3"  # /2 added source_digest and epochs_to_target; /3 benchmark_version and benchmark_digest
 
 
 class ReferenceFileError(VMBError):
@@ -45,7 +39,8 @@ class ReferenceEntry:
     target_top1: float
     dataset_fingerprint: str
     fixed_config_digest: str
-    source_digest: str  # vmb.record.provenance's digest of the code the reference runs ran
+    benchmark_version: str  # BENCHMARK.VERSION of the reference runs: it scores runs of this version only
+    benchmark_digest: str  # vmb.record.provenance's digest of the timed path the reference runs ran
     epochs_to_target: tuple[float, ...] | None  # of the runs that reached the target; None: not recorded
     hardware: str
     date: str
@@ -97,7 +92,8 @@ def _entry(name: str, data: Any, where: str) -> ReferenceEntry:
         target_top1=float(_field(data, "target_top1", float, where)),
         dataset_fingerprint=_field(data, "dataset_fingerprint", str, where),
         fixed_config_digest=_field(data, "fixed_config_digest", str, where),
-        source_digest=_field(data, "source_digest", str, where),
+        benchmark_version=_field(data, "benchmark_version", str, where),
+        benchmark_digest=_field(data, "benchmark_digest", str, where),
         epochs_to_target=_epochs(data, where),
         hardware=_field(data, "hardware", str, where),
         date=_field(data, "date", str, where),
@@ -125,8 +121,8 @@ def load_reference(path: Path) -> Reference:
         raise ReferenceFileError(f"{path}: not valid JSON ({exc})") from None
     found = data.get("format") if isinstance(data, dict) else None
     if isinstance(found, str) and found.startswith("vmb-reference/") and found != FORMAT:
-        raise ReferenceFileError(f"{path}: reference format {found} is not {FORMAT} (it lacks source_digest and "
-                             "epochs_to_target); remake it: python tools/score.py --make-reference RUNS -o FILE")
+        raise ReferenceFileError(f"{path}: reference format {found} is not {FORMAT} (it lacks benchmark_version "
+                                 "and benchmark_digest); remake it: python tools/score.py --make-reference RUNS -o FILE")
     if found != FORMAT:
         raise ReferenceFileError(f"{path}: not a VMB reference (needs \"format\": \"{FORMAT}\")")
     benchmarks = data.get("benchmarks")
@@ -136,65 +132,23 @@ def load_reference(path: Path) -> Reference:
                             for name, entry in benchmarks.items()})
 
 
-def check_reference_entry(entry: ReferenceEntry, canonical: CfgNode) -> list[str]:
-    """Reasons why `entry` does not fit the benchmark's current canonical config (a stale reference)."""
+def check_reference_entry(entry: ReferenceEntry, release: Release) -> list[str]:
+    """Reasons why `entry` is not a reference of `release` (the runs' benchmark version): another version, code
+    or canonical config than the version publishes, or another target."""
+    if entry.benchmark_version != release.version:
+        return [f"the runs are benchmark version {release.version} but the reference is of version "
+                f"{entry.benchmark_version}; score them with version {release.version}'s reference"]
     reasons = []
-    if entry.target_top1 != canonical.BENCHMARK.TARGET_TOP1:
-        reasons.append(f"the reference's target {entry.target_top1} is not the benchmark's target "
-                       f"{canonical.BENCHMARK.TARGET_TOP1}")
-    if entry.fixed_config_digest != config_digest(canonical, exclude=rules.RESOURCE_KEYS):
-        reasons.append("the reference was measured with a different canonical config (fixed_config_digest)")
+    published = release.benchmarks[entry.benchmark]
+    if entry.target_top1 != published.target_top1:
+        reasons.append(f"the reference's target {entry.target_top1} is not benchmark {release.version}'s target "
+                       f"{published.target_top1}")
+    if entry.fixed_config_digest != published.fixed_config_digest:
+        reasons.append(f"the reference was measured with another canonical config than benchmark {release.version}'s "
+                       "(fixed_config_digest)")
+    if entry.benchmark_digest != release.benchmark_digest:
+        reasons.append(f"the reference ran other code than benchmark {release.version} publishes (benchmark_digest)")
     return reasons
-
-
-def make_reference(assessment: Assessment, command: str) -> dict:
-    """A reference (as JSON data) with one entry per benchmark of a valid set of closed-division runs that all
-    ran the same code.
-
-    Raises:
-        ReferenceFileError: the set is invalid or empty, has open-division runs, or ran more than one code.
-    """
-    if not assessment.valid:
-        raise ReferenceFileError("cannot make a reference from an invalid set of runs (see the problems above)")
-    runs = [check.run for check in assessment.runs]
-    open_runs = [str(r.path) for r in runs if r.division != rules.CLOSED]
-    if open_runs:
-        raise ReferenceFileError(f"a reference is made from closed-division runs only; {', '.join(open_runs)} "
-                             f"{'is' if len(open_runs) == 1 else 'are'} {rules.OPEN}")
-    digests = list(dict.fromkeys(r.result["source_digest"] for r in runs))
-    if len(digests) > 1:
-        raise ReferenceFileError(f"the runs ran {len(digests)} different codes (source_digest {', '.join(digests)}); "
-                             "all runs of a reference must run the same code")
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    entries = {}
-    for name, result in assessment.benchmarks.items():
-        runs = [check.run for check in result.runs]
-        summary = result.summary
-        entries[name] = {
-            "model_class": result.benchmark.model_class,
-            "suite": result.benchmark.suite,
-            "t_ref_s": summary.t_bench,
-            "n_devices_ref": result.n_devices,
-            "device_unit": result.device_unit,
-            "target_top1": runs[0].result["target_top1"],
-            "dataset_fingerprint": runs[0].result["dataset_fingerprint"],
-            "fixed_config_digest": runs[0].result["fixed_config_digest"],
-            "source_digest": runs[0].result["source_digest"],
-            "epochs_to_target": [r.result["epochs"] for r in runs if r.success],
-            "hardware": " | ".join(dict.fromkeys(system_line(r.system) for r in runs)),
-            "date": today,
-            "provisional": summary.provisional,
-            "provenance": {
-                "method": f"{summary.method} of {summary.n_runs} runs ({summary.n_failed} missed the target)",
-                "runs": [{"run": str(r.path), "seed": r.result["seed"], "status": r.result["status"],
-                          "time_to_target_s": r.result["time_to_target_s"],
-                          "config_digest": r.result["config_digest"], "git_commit": r.result["git_commit"]}
-                         for r in runs],
-                "command": command,
-                "vmb_version": vmb.__version__,
-            },
-        }
-    return {"format": FORMAT, "benchmarks": entries}
 
 
 def write_reference(data: dict, path: Path) -> None:

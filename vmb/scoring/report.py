@@ -17,7 +17,6 @@ from vmb.record.schema import RUN_START
 from vmb.scoring.score import DEVICE_UNITS, OLYMPIC_MIN_RUNS
 from vmb.reporting import system_line
 from vmb.scoring.assess import Assessment, BenchmarkResult
-from vmb.scoring.convergence import P_VALUE
 from vmb.scoring.validate import Run
 from vmb.reporting import Block, ReportError, format_html, format_markdown, save_figure
 from vmb.reporting import format_text as format_text_blocks
@@ -177,7 +176,7 @@ def blocks(a: Assessment, images: Iterable[tuple[str, str]] = ()) -> list[Block]
         out += [("h", "benchmarks"), _benchmarks_table(a), ("list", _suite_lines(a))]
     convergence = _convergence_lines(a) + a.all_notes()
     if convergence:
-        out += [("h", f"convergence (epochs to target against the reference, one-sided t-test at p {P_VALUE})"),
+        out += [("h", "convergence (epochs to target against the reference, one-sided t-test at the version's p)"),
                 ("list", convergence)]
     deviations = a.all_deviations()
     if deviations:
@@ -222,7 +221,7 @@ def to_json(a: Assessment) -> dict[str, Any]:
             "reference_mean_epochs": c.reference_mean, "reference_std_epochs": c.reference_std,
             "n_reference": c.n_reference, "n_reference_runs": c.n_reference_runs,
             "mean_epochs": c.submission_mean, "n_runs": c.n_submission, "p_value": c.p_value,
-            "p_threshold": P_VALUE, "faster": c.faster, "factor": c.factor, "normalised": b.normalised}
+            "p_threshold": c.p_threshold, "faster": c.faster, "factor": c.factor, "normalised": b.normalised}
         benchmarks[name] = {
             "model_class": b.benchmark.model_class, "suite": b.benchmark.suite, "valid": b.valid,
             "reasons": b.reasons, "runs": s.n_runs, "failed": s.n_failed, "t_bench_s": _t_bench(b),

@@ -20,10 +20,11 @@ from vmb.config import config_digest, config_from_yaml_text, flat_items, load_co
 from vmb.errors import VMBError
 from vmb import rules
 from vmb.record.runlog import LogEvent, find, read_events
-from vmb.record.schema import (ABORTED, BOOL_OR_NULL, CONFIG, CONFIG_DIGEST, INTEGER, NUMBER, PROVENANCE_FIELDS,
-                               RESULT, RESULT_FIELDS, RUN_FILES, RUN_LOG, RUN_START, RUN_STOP, SOURCE_DIGEST,
-                               STRING_OR_NULL, SUCCESS, SYSTEM, effective_evals)
+from vmb.record.schema import (ABORTED, BENCHMARK_DIGEST, BENCHMARK_VERSION, BOOL_OR_NULL, CONFIG, CONFIG_DIGEST,
+                               INTEGER, NUMBER, PROVENANCE_FIELDS, RESULT, RESULT_FIELDS, RUN_FILES, RUN_LOG,
+                               RUN_START, RUN_STOP, SOURCE_DIGEST, STRING_OR_NULL, SUCCESS, SYSTEM, effective_evals)
 from vmb.scoring import compliance
+from vmb.scoring.release import Release, UnknownVersionError, current_version, load_release
 from vmb.scoring.score import device_unit
 
 # result.json field -> the header key that logs the same value (the header is checked against config.yaml).
@@ -62,6 +63,11 @@ class Run:
     @property
     def division(self) -> str:
         return self.result["division"]
+
+    @property
+    def version(self) -> str:
+        """The benchmark version the run declares (BENCHMARK.VERSION)."""
+        return self.result["benchmark_version"]
 
 
 def _is_type(value: Any, kind: Any) -> bool:
@@ -124,9 +130,14 @@ def _read_run(path: Path) -> Run:
                              "removed)")
     if missing:
         raise RunFolderError(f"{path}: incomplete run folder ({', '.join(missing)} missing)")
+    linked = [name for name in RUN_FILES if (path / name).is_symlink()]
+    if linked:  # never read through a link: it may point anywhere
+        raise RunFolderError(f"{path}: {', '.join(linked)}: symbolic link(s); a run folder holds its own files")
     result = _read_json(path / RESULT)
     _check_result_fields(result, path / RESULT)
-    config = config_from_yaml_text(_read_text(path / CONFIG), str(path / CONFIG))
+    # A run of another benchmark version may have keys this code does not know: read its config as it is.
+    strict = result["benchmark_version"] == current_version()
+    config = config_from_yaml_text(_read_text(path / CONFIG), str(path / CONFIG), strict=strict)
     try:
         events = read_events(path / RUN_LOG)
     except (OSError, UnicodeDecodeError) as exc:
@@ -187,11 +198,11 @@ def check_config(run: Run) -> list[str]:
     return reasons
 
 
-def check_target(run: Run, canonical: CfgNode) -> list[str]:
-    """The run aimed at the benchmark's target."""
-    target, canonical_target = run.result["target_top1"], canonical.BENCHMARK.TARGET_TOP1
-    if target != canonical_target:
-        return [f"{RESULT}: target_top1 {target} is not the benchmark's target {canonical_target}"]
+def check_target(run: Run, release: Release) -> list[str]:
+    """The run aimed at the target its benchmark version publishes."""
+    target, published = run.result["target_top1"], release.benchmarks[run.benchmark].target_top1
+    if target != published:
+        return [f"{RESULT}: target_top1 {target} is not benchmark {release.version}'s target {published}"]
     return []
 
 
@@ -299,12 +310,16 @@ def _check_digests(run: Run) -> list[str]:
         reasons.append(f"{RUN_LOG}: {CONFIG_DIGEST} is logged {len(logged)} times (exactly once)")
     elif logged[0].value != config_digest(run.config):
         reasons.append(f"{RUN_LOG}: {CONFIG_DIGEST} is not the digest of {CONFIG} (changed after the run?)")
-    logged = find(run.events, SOURCE_DIGEST)
-    if len(logged) != 1:
-        reasons.append(f"{RUN_LOG}: {SOURCE_DIGEST} is logged {len(logged)} times (exactly once)")
-    elif logged[0].value != result["source_digest"]:
-        reasons.append(f"{RESULT}: source_digest is {result['source_digest']!r} but the log's {SOURCE_DIGEST} is "
-                       f"{logged[0].value!r}")
+    for key, field in ((SOURCE_DIGEST, "source_digest"), (BENCHMARK_DIGEST, "benchmark_digest"),
+                       (BENCHMARK_VERSION, "benchmark_version")):
+        logged = find(run.events, key)
+        if len(logged) != 1:
+            reasons.append(f"{RUN_LOG}: {key} is logged {len(logged)} times (exactly once)")
+        elif logged[0].value != result[field]:
+            reasons.append(f"{RESULT}: {field} is {result[field]!r} but the log's {key} is {logged[0].value!r}")
+    if run.config.get("BENCHMARK", {}).get("VERSION") != result["benchmark_version"]:
+        reasons.append(f"{RESULT}: benchmark_version is {result['benchmark_version']!r} but {CONFIG}'s "
+                       f"BENCHMARK.VERSION is not")
     for key in PROVENANCE_FIELDS:
         if run.system.get(key) != result[key]:
             reasons.append(f"{SYSTEM}: {key} is {run.system.get(key)!r} but {RESULT} says {result[key]!r}")
@@ -359,18 +374,53 @@ def check_consistency(run: Run) -> list[str]:
             *_check_header(run), *_check_hyperparameters(run), *_check_digests(run)]
 
 
+def run_release(run: Run) -> Release:
+    """The release of the benchmark version the run declares.
+
+    Raises:
+        UnknownVersionError: this scorer has no rules for that version.
+    """
+    return load_release(run.version)
+
+
 def check_run(run: Run) -> list[str]:
-    """Every per-run check: benchmark, config digests, target, internal consistency, compliance of the log.
-    Deviations are not among them (run_deviations)."""
+    """Every per-run check, by the rules of the run's benchmark version: benchmark, config digests, target,
+    internal consistency, compliance of the log. Deviations are not among them (run_deviations)."""
+    try:
+        release = run_release(run)
+    except UnknownVersionError as exc:
+        return [f"{RESULT}: {exc}"]
     reasons = check_benchmark(run)
-    if run.benchmark in rules.BENCHMARKS:
-        reasons += check_config(run) + check_target(run, load_config(rules.BENCHMARKS[run.benchmark].config))
-    return reasons + check_consistency(run) + compliance.check_log(run.path / RUN_LOG)
+    if run.benchmark in rules.BENCHMARKS and run.benchmark in release.benchmarks:
+        reasons += check_config(run) + check_target(run, release)
+    elif run.benchmark in rules.BENCHMARKS:
+        reasons.append(f"{RESULT}: benchmark {run.benchmark!r} is not part of benchmark version {release.version}")
+    return reasons + check_consistency(run) + compliance.check_log(run.path / RUN_LOG, release.compliance_rules)
 
 
 def run_deviations(run: Run) -> list[str]:
-    """What only the open division allows, seen in the run alone: fixed config keys that differ from the
-    benchmark's canonical config."""
-    if run.benchmark not in rules.BENCHMARKS:
+    """What only the open division allows, seen in the run alone: code whose benchmark digest is not the one
+    its version publishes, and fixed config keys that differ from the version's canonical config (listed key
+    by key for the current version, whose canonical configs are installed; by fixed-config digest for an older
+    one)."""
+    release = run_release(run)
+    published = release.benchmarks.get(run.benchmark)
+    if published is None:
         return []
-    return config_deviations(run, load_config(rules.BENCHMARKS[run.benchmark].config))
+    deviations = []
+    digest = run.result["benchmark_digest"]
+    if digest != release.benchmark_digest:
+        deviations.append(f"code is not benchmark {release.version}'s (benchmark digest {short_digest(digest)}, published "
+                          f"{short_digest(release.benchmark_digest)})")
+    if release.is_current:
+        return deviations + config_deviations(run, load_config(rules.BENCHMARKS[run.benchmark].config))
+    if run.result["fixed_config_digest"] != published.fixed_config_digest:
+        deviations.append(f"{CONFIG} changes fixed keys of benchmark {release.version}'s canonical config "
+                          "(fixed_config_digest differs)")
+    return deviations
+
+
+def short_digest(digest: str) -> str:
+    """A digest's labels and first 12 hex digits: "sha256:1c0036af3ee1..."."""
+    labels, _, digits = digest.rpartition(":")
+    return f"{labels}:{digits[:12]}..." if labels else f"{digits[:12]}..."
