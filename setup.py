@@ -46,13 +46,19 @@ setup(
         "vmb-system-check = vmb.cli.system_check:main",
         "vmb-results = vmb.cli.results:main",
         "vmb-submit = vmb.cli.submit:main",
+        "vmb-export = vmb.cli.export:main",
     ]},
     extras_require={
         # torchcodec loads the system's FFmpeg shared libraries (not PyAV's; see INSTALL.md): its tests need them.
         # import-linter: the layer contracts in .importlinter (tests/test_import_contracts.py); playwright drives
         # Debian's Chromium in the results page's browser test (tools/setup_env.sh installs Chromium as root).
+        # The deploy extra's packages too: CI runs the export, runtime and int8 tests.
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "torchcodec>=0.17", "import-linter>=2.0", "submitit>=1.5",
-                "playwright>=1.40"],
+                "playwright>=1.40", "onnx>=1.17", "onnxscript>=0.5", "onnx-ir>=0.1", "onnxruntime>=1.21"],
+        # tools/export.py and bench_infer/test_net --runtime onnxruntime (CPU); onnx-ir: the fp16 conversion.
+        "deploy": ["onnx>=1.17", "onnxscript>=0.5", "onnx-ir>=0.1", "onnxruntime>=1.21"],
+        # The same on a GPU, with TensorRT. onnxruntime and onnxruntime-gpu install one module: never both.
+        "deploy-gpu": ["onnx>=1.17", "onnxscript>=0.5", "onnx-ir>=0.1", "onnxruntime-gpu>=1.21", "tensorrt>=10.0"],
         "slurm": ["submitit>=1.5"],  # tools/submit.py: submit a run to SLURM from Python
         # DATA.DECODING_BACKEND values that need more than PyAV (vmb.data.video.BACKENDS).
         "torchcodec": ["torchcodec>=0.17"],

@@ -1,6 +1,10 @@
-"""Multi-view testing of a checkpoint: score averaging, top-k counts, and tools/test_net.py on the tiny set."""
+"""Multi-view testing of a checkpoint: score averaging, top-k counts, and tools/test_net.py on the tiny set, per
+precision and per deployment runtime (ONNX Runtime fp32 and int8 side by side with eager PyTorch, an ONNX file of
+another checkpoint, a calibration set too small, a runtime not installed)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pathlib
 import subprocess
@@ -17,6 +21,7 @@ from vmb.engine import train
 from vmb.engine.checkpoint import save_checkpoint
 from vmb.record.schema import CHECKPOINT_FILE
 from vmb.engine.evaluate import evaluate
+from vmb.cli.export import main as export_main
 from vmb.cli.test_net import main
 from vmb.engine.multiview import topk_correct, view_scores
 from vmb.errors import ConfigError
@@ -161,3 +166,87 @@ def test_two_processes_count_as_one(trained, smoke_config, tmp_path, child_env):
     assert reports[2]["processes"] == 2
     strip = [{k: v for k, v in row.items() if k != "seconds"} for n in (1, 2) for row in reports[n]["results"]]
     assert strip[0] == strip[1] and strip[0]["videos"] == VAL_SIZE
+
+
+@pytest.fixture(scope="module")
+def deployed(trained, smoke_config, tmp_path_factory):
+    """test_net --runtime torch,onnxruntime --precision fp32,int8 on the tiny checkpoint: (report, table)."""
+    args, _ = trained
+    report_file = tmp_path_factory.mktemp("deployed") / "report.json"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["--cfg", str(smoke_config), "--views", "2x3", "--runtime", "torch,onnxruntime", "--precision",
+                     "fp32,int8", "--calib-clips", "8", "--calib-seed", "1", "--json", str(report_file), *args]) == 0
+    return json.loads(report_file.read_text()), out.getvalue()
+
+
+def test_runtimes_and_precisions_count_every_video_on_the_same_clips(deployed):
+    """ONNX Runtime fp32 counts exactly what eager fp32 counts: their logits agree to ~1e-6 (the export's check
+    bounds them at 1e-3 of the logits' scale), far below the gaps between the tiny model's class scores, and the
+    clips and their order are the same; a tie that close would change a count, on this fixed data it never does.
+    int8 moves the logits by up to a few % and may change a count: its row is checked for exact counting only."""
+    report, table = deployed
+    rows = {(row["runtime"], row["precision"]): row for row in report["results"]}
+    assert list(rows) == [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    assert report["notes"] == ["torch int8 skipped: int8 runs on onnxruntime (CPU) and tensorrt (CUDA), as a "
+                               "quantized ONNX model"]
+    eager, onnx_fp32, int8 = rows.values()
+    assert {k: onnx_fp32[k] for k in ("correct_top1", "correct_top5", "videos")} == \
+        {k: eager[k] for k in ("correct_top1", "correct_top5", "videos")}
+    assert onnx_fp32["top1_change"] == eager["top1_change"] == 0.0
+    assert int8["videos"] == VAL_SIZE and 0 <= int8["correct_top1"] <= VAL_SIZE
+    assert int8["correct_top5"] == VAL_SIZE  # 4 classes: top-5 always right
+    assert int8["top1_change"] == pytest.approx(int8["top1"] - eager["top1"])
+    assert (report["model"], report["batch"], report["input"]) == ("smoke_x3d", 6, "3x4x32x32")
+    deployment = report["deployment"]
+    assert deployment["onnx"]["max_abs_diff"] <= deployment["onnx"]["bound"]
+    assert deployment["int8-cpu"]["calibration"]["clips"] == 8 and deployment["int8-cpu"]["calibration"]["seed"] == 1
+    assert deployment["int8-cpu"]["calibration"]["source"].startswith("train split of ")
+    lines = table.splitlines()
+    assert lines[2].split() == ["model", "batch", "input", "runtime", "precision", "top-1", "%", "top-5", "%", "chg",
+                                "top-1", "chg", "top-5", "videos", "seconds"]
+    assert lines[3].split()[:7] == ["smoke_x3d", "6", "3x4x32x32", "torch", "fp32", f"{eager['top1']:.2f}", "100.00"]
+    assert lines[5].split()[3:8] == ["onnxruntime", "int8", f"{int8['top1']:.2f}", "100.00",
+                                     f"{int8['top1_change']:+.2f}"]
+
+
+def test_an_onnx_file_of_another_checkpoint_is_one_line(trained, smoke_config, tmp_path, capsys):
+    args, out = trained
+    other = tmp_path / CHECKPOINT_FILE
+    save_checkpoint(other, {"model": build_model(load_config(smoke_config, args)).state_dict()})
+    onnx_file = tmp_path / "other.onnx"
+    assert export_main(["--cfg", str(smoke_config), "--checkpoint", str(other), "--out", str(onnx_file), *args]) == 0
+    capsys.readouterr()
+    assert main(["--cfg", str(smoke_config), "--runtime", "onnxruntime", "--onnx", str(onnx_file), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"error: {onnx_file} is an ONNX file of another model: its weights is 'checkpoint sha256:")
+    assert err.endswith(f"export it with tools/export.py --cfg {smoke_config} --checkpoint {out / CHECKPOINT_FILE} "
+                        "--out FILE")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--calib-clips", "4"], "--calib-clips 4: too few clips to calibrate int8; give at least 8"),
+    (["--calib-clips", "17"], "--calib-clips 17: the train split ("),
+])
+def test_a_calibration_set_too_small_is_one_line(trained, smoke_config, capsys, options, message):
+    args, _ = trained
+    assert main(["--cfg", str(smoke_config), "--runtime", "onnxruntime", "--precision", "int8", *options, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.splitlines()) == 1
+
+
+def test_onnx_needs_an_onnx_runtime(smoke_config, capsys):
+    assert main(["--cfg", str(smoke_config), "--onnx", "model.onnx"]) == 2
+    assert capsys.readouterr().err == ("error: --onnx model.onnx: only the onnxruntime and tensorrt runtimes run ONNX "
+                                       "files; add --runtime onnxruntime\n")
+
+
+def test_a_runtime_not_installed_is_a_note(trained, smoke_config, tmp_path, capsys):
+    args, _ = trained
+    report_file = tmp_path / "report.json"
+    assert main(["--cfg", str(smoke_config), "--runtime", "torch,tensorrt", "--json", str(report_file), *args]) == 0
+    report = json.loads(report_file.read_text())
+    assert [(row["runtime"], row["precision"]) for row in report["results"]] == [("torch", "fp32")]
+    assert report["notes"] == ["tensorrt fp32 skipped: tensorrt not installed (pip install -e .[deploy-gpu]); "
+                               "tensorrt needs a CUDA device (this run is on the cpu)"]
+    assert "note: tensorrt fp32 skipped: tensorrt not installed" in capsys.readouterr().out

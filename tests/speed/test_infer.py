@@ -145,9 +145,9 @@ def test_end_to_end_writes_table_json_csv_and_report(tiny, tmp_path, capsys):
     assert [float(r["p99_ms"]) for r in rows] == pytest.approx([c["p99_ms"] for c in cells])
     out = capsys.readouterr().out
     table = out[out.index("latency per forward pass and throughput"):].splitlines()[1:6]
-    assert re.split(r"\s{2,}", table[0].strip()) == ["model", "batch", "precision", "iters", "mean ms", "p50 ms",
-                                                     "p95 ms", "p99 ms", "total s", "clips/s", "status"]
-    assert table[4].split()[:5] == ["tiny", "2", "bf16", "3", f"{cells[3]['mean_ms']:.2f}"]
+    assert re.split(r"\s{2,}", table[0].strip()) == ["model", "batch", "runtime", "precision", "iters", "mean ms",
+                                                     "p50 ms", "p95 ms", "p99 ms", "total s", "clips/s", "status"]
+    assert table[4].split()[:6] == ["tiny", "2", "torch", "bf16", "3", f"{cells[3]['mean_ms']:.2f}"]
     assert table[4].split()[-2:] == [f"{cells[3]['clips_per_s']:.2f}", "ok"]
     report = tmp_path / "report"
     assert sorted(p.name for p in report.iterdir()) == ["latency.png", "report.html", "report.md", "table.png",
@@ -155,7 +155,7 @@ def test_end_to_end_writes_table_json_csv_and_report(tiny, tmp_path, capsys):
     for png in report.glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC)
     markdown = (report / "report.md").read_text()
-    assert f"| tiny | 2 | bf16 | 3 | {cells[3]['mean_ms']:.2f} |" in markdown
+    assert f"| tiny | 2 | torch | bf16 | 3 | {cells[3]['mean_ms']:.2f} |" in markdown
     assert "![throughput per batch size](throughput.png)" in markdown
 
 
@@ -177,7 +177,7 @@ def test_unknown_model_lists_the_valid_ones(tiny, capsys):
 @pytest.mark.parametrize("options, message", [
     (["--batch-sizes", "1,0"], "--batch-sizes 1,0: batch sizes must be at least 1"),
     (["--batch-sizes", "1,x"], "--batch-sizes 1,x: expected integers"),
-    (["--precision", "fp32,fp8"], "--precision fp8: unknown; valid: fp32, bf16, fp16"),
+    (["--precision", "fp32,fp8"], "--precision fp8: unknown; valid: fp32, bf16, fp16, int8"),
     (["--iters", "0"], "--iters and --seconds must be positive"),
 ])
 def test_bad_options_are_one_line_errors(tiny, capsys, options, message):
@@ -201,7 +201,7 @@ def test_unsupported_precision_is_skipped_and_the_run_goes_on(tiny, tmp_path, ca
     assert (skipped["status"], skipped["note"]) == ("skipped", "fp16 needs a CUDA device")
     assert "p50_ms" not in skipped and measured["status"] == "ok" and measured["iters"] == 3
     assert rows[0]["status"] == "skipped" and rows[0]["p50_ms"] == ""
-    assert "tiny batch 1 fp16: skipped (fp16 needs a CUDA device)" in capsys.readouterr().err
+    assert "tiny batch 1 torch fp16: skipped (fp16 needs a CUDA device)" in capsys.readouterr().err
 
 
 def test_bf16_skipped_on_a_cuda_device_without_it(monkeypatch):
@@ -233,11 +233,12 @@ def test_compile_failure_skips_the_cell_with_one_line(tiny, tmp_path, monkeypatc
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    status, document, _ = bench(tmp_path, "--compile", "--precision", "fp32", "--batch-sizes", "1")
+    status, document, _ = bench(tmp_path, "--runtime", "compile", "--precision", "fp32", "--batch-sizes", "1")
     assert status == 0
     (cell,) = document["cells"]
     assert cell["status"] == "skipped"
-    assert cell["note"] == "torch.compile failed: TorchDynamoException: backend 'inductor' failed"
+    assert (cell["runtime"], cell["note"]) == ("compile", "torch.compile failed: TorchDynamoException: backend "
+                                               "'inductor' failed")
 
 
 def test_interrupt_keeps_the_finished_cells(tiny, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""`vmb-bench-infer` / `tools/bench_infer.py`: inference latency and throughput of zoo models."""
+"""`vmb-bench-infer` / `tools/bench_infer.py`: inference latency and throughput of zoo models, per runtime and
+precision."""
 from __future__ import annotations
 
 import sys

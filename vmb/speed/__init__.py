@@ -7,4 +7,6 @@
 - `system_check/`: the machine check (`vmb-system-check`, tools/system_check.py); `allreduce_bench`: its NCCL cell,
   run with `python -m torch.distributed.run ... -m vmb.speed.allreduce_bench`.
 - `memory`: what counts as out of memory, for bench_train and bench_infer.
+- `export`, `quantize`, `runtimes`: ONNX export (`vmb-export`, tools/export.py), the int8 and fp16 files, and the
+  deployment runtimes (torch, compile, onnxruntime, tensorrt) of bench_infer and test_net.
 """

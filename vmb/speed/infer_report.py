@@ -12,11 +12,12 @@ from matplotlib.figure import Figure
 from vmb.reporting import Block, ReportError, format_html, format_markdown, save_figure, table_figure
 from vmb.reporting import format_text as format_blocks
 
-CSV_FIELDS = ("model", "arch", "batch_size", "precision", "status", "note", "iters", "mean_ms", "p50_ms", "p95_ms",
-              "p99_ms", "total_s", "clips_per_s")
+CSV_FIELDS = ("model", "arch", "batch_size", "runtime", "precision", "status", "note", "iters", "mean_ms", "p50_ms",
+              "p95_ms", "p99_ms", "total_s", "clips_per_s", "timer")
 LATENCY_PLOT, THROUGHPUT_PLOT, TABLE_PLOT = "latency.png", "throughput.png", "table.png"
-RESULT_HEADER = ["model", "batch", "precision", "iters", "mean ms", "p50 ms", "p95 ms", "p99 ms", "total s",
-                 "clips/s", "status"]
+DEPLOYMENT_HEADER = ["model", "opset", "check: max abs diff <= bound", "int8"]
+RESULT_HEADER = ["model", "batch", "runtime", "precision", "iters", "mean ms", "p50 ms", "p95 ms", "p99 ms",
+                 "total s", "clips/s", "status"]
 
 
 def _ok(cells: list[dict]) -> list[dict]:
@@ -28,23 +29,45 @@ def result_rows(cells: list[dict]) -> list[list[str]]:
     rows = []
     for c in cells:
         status = c["status"] + (f": {c['note']}" if c["note"] else "")
+        cell = [c["model"], str(c["batch_size"]), c["runtime"], c["precision"]]
         if c["status"] != "ok":
-            rows.append([c["model"], str(c["batch_size"]), c["precision"], *["-"] * 7, status])
+            rows.append([*cell, *["-"] * 7, status])
             continue
-        rows.append([c["model"], str(c["batch_size"]), c["precision"], str(c["iters"]),
+        rows.append([*cell, str(c["iters"]),
                      *(f"{c[k]:.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")), f"{c['total_s']:.4g}",
                      f"{c['clips_per_s']:.2f}", status])
+    return rows
+
+
+def deployment_rows(models: dict) -> list[list[str]]:
+    """Per model whose ONNX files were made or given: the export's check and the int8 quantization."""
+    rows = []
+    for name, m in models.items():
+        files = m.get("deployment") or {}
+        if "onnx" not in files:
+            continue
+        onnx, int8 = files["onnx"], files.get("int8-cpu") or files.get("int8-tensorrt")
+        check = (f"{onnx['max_abs_diff']:.3g} <= {onnx['bound']:.3g}" if "bound" in onnx else
+                 f"given: {onnx['file']}")
+        rows.append([name, str(onnx.get("opset", "-")), check,
+                     f"{int8['activations']} activations; {int8['weights']} weights; "
+                     f"{int8['calibration']['clips']} clips" if int8 else "-"])
     return rows
 
 
 def _setup(h: dict) -> str:
     budget = f"{h['iters']} timed iterations" if h["iters"] is not None else f"{h['seconds']:g} timed seconds"
     numerics = ", ".join(k for k, on in h["numerics"].items() if on) or "default"
+    runtimes = ", ".join(f"{name} ({software})" for name, software in h["runtimes"].items())
+    calibration = "" if h["calibration"] is None else (
+        f" int8: calibrated on {h['calibration']['clips']} {h['calibration']['source']}, seed "
+        f"{h['calibration']['seed']}.")
     return (f"{h['device_name']} ({h['device']}); {h['system']}, {h['threads']} CPU threads. "
-            f"Per cell: {h['warmup']} warm-up iterations, then {budget}, timed by {h['timer']}; inference_mode, "
-            f"eval mode, random weights, autocast for bf16/fp16; channels_last_3d "
-            f"{'on' if h['channels_last'] else 'off'}, torch.compile {'on' if h['compile'] else 'off'}; "
-            f"numerics: {numerics}.")
+            f"Per cell: {h['warmup']} warm-up iterations, then {budget}, timed by {h['timer']}"
+            f"{' (onnxruntime: time.perf_counter)' if h['timer'] != 'time.perf_counter' else ''}; inference_mode, "
+            f"eval mode, random weights, autocast for torch bf16/fp16; "
+            f"channels_last_3d {'on' if h['channels_last'] else 'off'}; runtimes: {runtimes}; numerics: "
+            f"{numerics}.{calibration}")
 
 
 def blocks(document: dict, images: Iterable[tuple[str, str]] = ()) -> list[Block]:
@@ -57,6 +80,9 @@ def blocks(document: dict, images: Iterable[tuple[str, str]] = ()) -> list[Block
                         ("h", "models"), ("table", ["model", "arch", "input (C x T x H x W)", "params M",
                                                     "published params M"], models),
                         ("h", "latency per forward pass and throughput"), ("table", RESULT_HEADER, result_rows(cells))]
+    exports = deployment_rows(h["models"])
+    if exports:
+        out += [("h", "ONNX files (onnxruntime, tensorrt)"), ("table", DEPLOYMENT_HEADER, exports)]
     if document["interrupted"]:
         out.append(("p", "Interrupted (Ctrl-C): only the cells above were measured; rerun for the rest."))
     return out + [("img", file, caption) for file, caption in images]
@@ -104,7 +130,7 @@ def write_csv(cells: list[dict], path: Path) -> Path:
 
 
 def plot_latency(cells: list[dict], path: Path) -> None:
-    """Per model (one panel each): p50, p95 and p99 latency of each measured batch size x precision."""
+    """Per model (one panel each): p50, p95 and p99 latency of each measured batch size x runtime x precision."""
     models = list(dict.fromkeys(c["model"] for c in cells)) or ["(none)"]
     fig = Figure(figsize=(8, 2.8 * len(models)))
     for ax, model in zip(fig.subplots(len(models), 1, squeeze=False)[:, 0], models):
@@ -112,7 +138,8 @@ def plot_latency(cells: list[dict], path: Path) -> None:
         for i, key in enumerate(("p50_ms", "p95_ms", "p99_ms")):
             ax.bar([x + (i - 1) * 0.27 for x in range(len(ok))], [c[key] for c in ok], width=0.27,
                    label=key.split("_")[0], color=f"C{i}")
-        ax.set_xticks(range(len(ok)), [f"batch {c['batch_size']} {c['precision']}" for c in ok])
+        ax.set_xticks(range(len(ok)), [f"batch {c['batch_size']}\n{c['runtime']} {c['precision']}" for c in ok],
+                      fontsize="small")
         ax.set(title=model, ylabel="latency (ms)")
         if ok:
             ax.legend(fontsize="small")
@@ -123,14 +150,14 @@ def plot_latency(cells: list[dict], path: Path) -> None:
 
 
 def plot_throughput(cells: list[dict], path: Path) -> None:
-    """Clips/s against batch size, one line per model x precision."""
+    """Clips/s against batch size, one line per model x runtime x precision."""
     sizes = sorted({c["batch_size"] for c in cells})
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
-    for model, precision in dict.fromkeys((c["model"], c["precision"]) for c in _ok(cells)):
-        line = [c for c in _ok(cells) if c["model"] == model and c["precision"] == precision]
+    for model, runtime, precision in dict.fromkeys((c["model"], c["runtime"], c["precision"]) for c in _ok(cells)):
+        line = [c for c in _ok(cells) if (c["model"], c["runtime"], c["precision"]) == (model, runtime, precision)]
         ax.plot([sizes.index(c["batch_size"]) for c in line], [c["clips_per_s"] for c in line], marker="o",
-                label=f"{model} {precision}")
+                label=f"{model} {runtime} {precision}")
     ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
     ax.set(xlabel="batch size", ylabel="throughput (clips/s)", title="throughput per batch size")
     if _ok(cells):
