@@ -149,3 +149,21 @@ def test_an_older_version_is_judged_by_its_own_rules_and_reference(fake_run, tin
                                      "0.9; score them with version 1.0's reference"]
     wrong_code = fake_run("wrong", 50, 1, overrides=("BENCHMARK.VERSION", "0.9"))
     assert check_path(wrong_code).reasons[0].startswith("code is not benchmark 0.9's (benchmark digest ")
+
+
+def test_publishing_rewrites_the_versions_own_file_in_place(tmp_path, monkeypatch):
+    """`python -m vmb.scoring.release -o FILE` computes before it writes, so FILE may be the file it reads."""
+    rules_dir = pathlib.Path(shutil.copytree(release.RULES_DIR, tmp_path / "rules"))
+    own = rules_dir / release.current_version() / release.RELEASE_FILE
+    own.write_text(own.read_text().replace("p_value: 0.05", "p_value: 0.01"))
+    monkeypatch.setattr(release, "RULES_DIR", rules_dir)
+    release.load_release.cache_clear()
+    try:
+        assert release.main(["-o", str(own)]) == 0
+        release.load_release.cache_clear()
+        published = release.load_release(release.current_version())
+    finally:
+        release.load_release.cache_clear()
+    assert published.benchmark_digest == provenance.code_provenance()["benchmark_digest"]
+    assert published.p_value == 0.01  # the version's own parameters are kept
+    assert own.read_text().startswith("# Benchmark version ")

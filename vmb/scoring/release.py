@@ -12,10 +12,11 @@ The scorer judges a run by the folder of the version the run declares, so a newe
 of every version it ships a folder for; a version it has no folder for is refused with one line. A change
 to the timed path needs a new version: tests/scoring/test_release.py fails while the current code's digest
 is not the one the current version publishes. `python -m vmb.scoring.release` prints the release.yaml of the
-code it runs (docs/RELEASES.md: how a release is cut).
+code it runs, or writes it with `-o FILE` (docs/RELEASES.md: how a release is cut).
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import sys
@@ -27,6 +28,7 @@ import yaml
 from vmb import rules
 from vmb.config import config_digest, get_defaults, load_config
 from vmb.errors import VMBError
+from vmb.files import write_text_atomic
 
 RULES_DIR = Path(__file__).resolve().with_name("rules")
 RELEASE_FILE = "release.yaml"
@@ -117,17 +119,26 @@ def release_of_code(version: str, p_value: float, min_reference_runs: int) -> di
             "convergence": {"p_value": p_value, "min_reference_runs": min_reference_runs}}
 
 
-def main() -> int:
-    """Print release.yaml for the current code and version (the convergence parameters of its folder, if any)."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vmb.scoring.release [-o FILE]`: release.yaml for the current code and version, printed or written
+    to FILE (after it is computed, so FILE may be the version's own file); the convergence parameters are those
+    of the version's folder, if it has one, else MLPerf's (0.05, 2)."""
+    parser = argparse.ArgumentParser(description="Publish the current code as its benchmark version's release.yaml.")
+    parser.add_argument("-o", "--output", type=Path, help="write it here (default: print it)")
+    args = parser.parse_args(argv)
     version = current_version()
     try:
         current = load_release(version)
         p_value, min_runs = current.p_value, current.min_reference_runs
     except UnknownVersionError:
         p_value, min_runs = 0.05, 2
-    print(f"# Benchmark version {version}: written by `python -m vmb.scoring.release` (docs/RELEASES.md); the\n"
-          "# benchmark digest covers vmb.record.provenance.TIMED_PATH. Never edit a released version's file.")
-    yaml.safe_dump(release_of_code(version, p_value, min_runs), sys.stdout, sort_keys=False)
+    text = (f"# Benchmark version {version}: written by `python -m vmb.scoring.release` (docs/RELEASES.md); the\n"
+            "# benchmark digest covers vmb.record.provenance.TIMED_PATH. Never edit a released version's file.\n"
+            + yaml.safe_dump(release_of_code(version, p_value, min_runs), sort_keys=False))
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.output, text)
     return 0
 
 

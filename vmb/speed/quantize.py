@@ -4,7 +4,7 @@ fp16 conversion the CUDA runtimes run.
 int8 (`quantize_int8`): ONNX Runtime's quantize_static in the QDQ format (QuantizeLinear / DequantizeLinear
 pairs around the quantized ops, which ONNX Runtime's CPU kernels fuse into integer ones and TensorRT reads as
 explicit quantization), after ORT's recommended pre-processing (quant_pre_process: shape inference and graph
-optimisation). Calibration: MinMax ranges over `Calibration` clips, fed in batches of the tool's batch size.
+optimisation). Calibration: MinMax ranges over `Calibration` clips, fed one at a time (CALIBRATION_FEED: memory).
 Only Conv, MatMul and Gemm are quantized (QUANTIZED_OPS: the compute; residual adds, normalisation, softmax
 and the rest stay fp32): with every op type quantized, MViT-B's int8 logits correlated 0.57 with fp32's (random
 weights, random clips), with these three 0.998. Two flavours of the same calibration:
@@ -39,12 +39,17 @@ from vmb.speed.export import Clips, ModelSpec, flat
 MIN_CALIBRATION_CLIPS = 8
 DEFAULT_CALIBRATION_CLIPS = 32  # bench_infer's and test_net's --calib-clips
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+# Clips per calibration run. The ranges (min and max over all clips) do not depend on how the clips are grouped,
+# but the memory of ORT's calibration session grows with the batch: MViT-B calibrated at batch 8 took over 24 GiB
+# (killed), at batch 1 6 GiB.
+CALIBRATION_FEED = 1
 RANDOM_CLIPS = "random clips, N(0, 1) (no data: zoo model)"  # the source of `random_calibration`'s clips
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration clips (N of each model input, normalised as the model takes them), fed `batch_size` at a time."""
+    """Calibration clips (N of each model input, normalised as the model takes them) for a model run at
+    `batch_size` clips; they are fed CALIBRATION_FEED at a time."""
 
     clips: Clips
     batch_size: int
@@ -60,10 +65,10 @@ class Calibration:
         return {"clips": self.count, "seed": self.seed, "batch_size": self.batch_size, "source": self.source}
 
     def batches(self, input_names: list[str]) -> list[dict]:
-        """The calibration feeds: {input name: float32 array} per batch."""
+        """The calibration feeds: {input name: float32 array} of CALIBRATION_FEED clips each."""
         tensors = flat(self.clips)
-        return [{name: t[start:start + self.batch_size].contiguous().numpy() for name, t in zip(input_names, tensors)}
-                for start in range(0, self.count, self.batch_size)]
+        return [{name: t[start:start + CALIBRATION_FEED].contiguous().numpy() for name, t in zip(input_names, tensors)}
+                for start in range(0, self.count, CALIBRATION_FEED)]
 
 
 def check_calibration_size(count: int, batch_size: int, option: str = "--calib-clips") -> None:
